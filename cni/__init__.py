@@ -1,0 +1,1 @@
+"""CNI dataplanes (Calico, Cilium): compile the cluster into routes, chains and maps."""

@@ -1,0 +1,3 @@
+"""netsim: a Kubernetes network dataplane emulator."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Policy languages and their semantics (NetworkPolicy, admin tiers, Calico, Cilium, Istio)."""

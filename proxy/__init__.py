@@ -1,0 +1,1 @@
+"""Packet-handling programs: netfilter, kube-proxy compilers, sidecars, ingress."""
