@@ -54,29 +54,48 @@ def schedule(pods: Iterable[Pod], nodes: tuple[Node, ...],
              placed: dict[str, int]) -> dict[tuple[str, str], str]:
     """(namespace, name) -> node for each unplaced pod that fits somewhere.
 
-    `placed` counts pods already on each node; it is updated as pods are placed. Pods are
-    taken in namespace/name order so the result does not depend on input order.
+    Replicas of one workload go to distinct nodes, least-loaded first (ties by name), as the
+    default topology spreading and least-allocated scoring tend to do. `placed` counts pods
+    already on each node and is updated. Groups are taken in namespace/workload order, so the
+    result does not depend on input order.
     """
     order = {n.name: i for i, n in enumerate(sorted(nodes, key=lambda n: n.name))}
     heaps: dict[object, list[tuple[int, int, str]]] = {}
+    groups: dict[tuple, list[Pod]] = {}
+    for pod in pods:
+        t = pod.spec
+        signature = (t.node_selector, t.node_affinity, t.tolerations)
+        groups.setdefault((pod.namespace, pod.workload or pod.name, signature), []).append(pod)
     result: dict[tuple[str, str], str] = {}
-    for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
-        template = pod.spec
-        signature = (template.node_selector, template.node_affinity, template.tolerations)
-        heap = heaps.get(signature)
+    for key in sorted(groups, key=lambda k: (k[0], k[1])):
+        members = sorted(groups[key], key=lambda p: p.name)
+        heap = heaps.get(key[2])
         if heap is None:
             heap = [(placed.get(n.name, 0), order[n.name], n.name) for n in nodes
-                    if fits(template, n)]
+                    if fits(members[0].spec, n)]
             heapq.heapify(heap)
-            heaps[signature] = heap
-        while heap:
-            count, rank, name = heap[0]
-            current = placed.get(name, 0)
-            if count != current:  # another signature placed pods here since: refresh
-                heapq.heapreplace(heap, (current, rank, name))
-                continue
-            placed[name] = current + 1
-            heapq.heapreplace(heap, (current + 1, rank, name))
+            heaps[key[2]] = heap
+        chosen = _least_loaded(heap, placed, len(members))
+        if not chosen:
+            continue
+        for i, pod in enumerate(members):
+            name = chosen[i % len(chosen)]
+            placed[name] = placed.get(name, 0) + 1
             result[pod.namespace, pod.name] = name
-            break
+        for name in chosen:
+            heapq.heappush(heap, (placed[name], order[name], name))
     return result
+
+
+def _least_loaded(heap: list[tuple[int, int, str]], placed: dict[str, int],
+                  want: int) -> list[str]:
+    """Pop up to `want` distinct nodes with the fewest pods (entries may be stale)."""
+    chosen: list[str] = []
+    while heap and len(chosen) < want:
+        count, rank, name = heapq.heappop(heap)
+        current = placed.get(name, 0)
+        if count != current:  # pods placed here since this entry was pushed: refresh
+            heapq.heappush(heap, (current, rank, name))
+            continue
+        chosen.append(name)
+    return chosen
