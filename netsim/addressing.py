@@ -297,15 +297,17 @@ def address_pods(pods: list[Pod], nodes: list[Node], pools: Pools,
         for node, _, _, i in waiting:
             assigned[i].append(alloc.allocate(node))
         blocks.update({alloc.cidr(i): node for i, node in alloc.owner.items()})
+    node_ips = {n.name: n.internal_ips for n in nodes}
     out = list(pods)
     for i, p in enumerate(pods):
-        if p.host_network and p.node_name in node_by_name and not p.ips:
-            node_ips = node_by_name[p.node_name].internal_ips
-            out[i] = replace(p, ips=node_ips, host_ips=node_ips, addressed=True)
+        host_ips = p.host_ips or node_ips.get(p.node_name or "", ())
+        if p.host_network and p.node_name in node_ips and not p.ips:
+            out[i] = replace(p, ips=host_ips, host_ips=host_ips, addressed=True)
         elif i in assigned:
-            out[i] = replace(p, ips=p.ips + tuple(assigned[i]), addressed=True)
-        if out[i].node_name in node_by_name and not out[i].host_ips:
-            out[i] = replace(out[i], host_ips=node_by_name[out[i].node_name].internal_ips)
+            out[i] = replace(p, ips=p.ips + tuple(assigned[i]), host_ips=host_ips,
+                             addressed=True)
+        elif host_ips != p.host_ips:
+            out[i] = replace(p, host_ips=host_ips)
     return out, blocks, {k: tuple(v) for k, v in tunnel_ips.items()}
 
 

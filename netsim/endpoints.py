@@ -27,24 +27,32 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 def derive_slices(services: Iterable[Service], pods: Iterable[Pod],
                   nodes: Iterable[Node], have: set[tuple[str, str]]) -> list[EndpointSlice]:
     """Slices for every Service with a selector and no slices in `have` ((namespace, name))."""
-    by_namespace: dict[str, list[Pod]] = defaultdict(list)
-    for p in pods:
-        by_namespace[p.namespace].append(p)
+    index = _LabelIndex(pods)
     zones = {n.name: n.labels.get(ZONE_LABEL) for n in nodes}
     out: list[EndpointSlice] = []
     for s in services:
         if s.selector is None or (s.namespace, s.name) in have or s.type == "ExternalName":
             continue
-        members = sorted((p for p in by_namespace.get(s.namespace, ())
-                          if _selected(s, p)), key=lambda p: p.name)
+        members = sorted((p for p in index.select(s.namespace, s.selector)
+                          if p.ips and p.phase not in ("Succeeded", "Failed")),
+                         key=lambda p: p.name)
         out += _slices_for(s, members, zones)
     return out
 
 
-def _selected(s: Service, p: Pod) -> bool:
-    if not p.ips or p.phase in ("Succeeded", "Failed"):
-        return False
-    return all(p.labels.get(k) == v for k, v in s.selector.items())
+class _LabelIndex:
+    """Pods by namespace and label pair, so a selector costs its smallest match, not a scan."""
+
+    def __init__(self, pods: Iterable[Pod]) -> None:
+        self.by_pair: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
+        for p in pods:
+            for key, value in p.labels.items():
+                self.by_pair[p.namespace, key, value].append(p)
+
+    def select(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
+        lists = [self.by_pair.get((namespace, k, v), []) for k, v in selector.items()]
+        smallest = min(lists, key=len)
+        return [p for p in smallest if all(p.labels.get(k) == v for k, v in selector.items())]
 
 
 def _slices_for(s: Service, pods: list[Pod], zones: dict[str, str | None]) -> list[EndpointSlice]:
