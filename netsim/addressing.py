@@ -149,19 +149,29 @@ def choose_pools(settings: Settings, nodes: Iterable[Node], pods: Iterable[Pod],
 
 def _check_overlaps(pools: dict[str, dict[str, Network]], explicit: dict[str, dict],
                     settings: Settings) -> None:
-    field = {"pod": "spec.podCIDRs", "service": "spec.serviceCIDRs", "node": "spec.nodeCIDRs"}
     for a, b in (("pod", "service"), ("pod", "node"), ("service", "node")):
         for fam, net in pools[a].items():
             other = pools[b].get(fam)
             if other is not None and net.overlaps(other):
-                named = a if explicit[a] else b
                 how = {k: "" if explicit[k] else " (inferred)" for k in (a, b)}
-                raise InputError(
-                    f"{a} CIDR {net}{how[a]} overlaps {b} CIDR {other}{how[b]}; "
-                    "pools must not overlap",
-                    source=settings.source if explicit[named] else None,
-                    obj="NetsimConfig" if explicit[named] else None,
-                    field=field[named] if explicit[named] else None)
+                blamed = b if _SETTING[b][0] in settings.flags or not explicit[a] else a
+                raise InputError(f"{a} CIDR {net}{how[a]} overlaps {b} CIDR {other}{how[b]}; "
+                                 "pools must not overlap", **_origin(blamed, explicit, settings))
+
+
+_SETTING = {"pod": ("pod_cidrs", "spec.podCIDRs", "--pod-cidr"),
+            "service": ("service_cidrs", "spec.serviceCIDRs", "--service-cidr"),
+            "node": ("node_cidrs", "spec.nodeCIDRs", None)}
+
+
+def _origin(kind: str, explicit: dict[str, dict], settings: Settings) -> dict:
+    """Where the user set a pool: a command-line flag, the NetsimConfig, or nowhere."""
+    name, field, flag = _SETTING[kind]
+    if not explicit[kind]:
+        return {}
+    if name in settings.flags:
+        return {"obj": "command line", "field": flag}
+    return {"source": settings.source, "obj": "NetsimConfig", "field": field}
 
 
 # ---------------------------------------------------------------- nodes

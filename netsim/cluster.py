@@ -135,7 +135,7 @@ def load(paths: list[str], *, settings_path: str | None = None,
         if obj is None:
             skipped[f"{doc.data.get('apiVersion')}/{doc.data.get('kind')}"] += 1
         elif isinstance(obj, tuple):  # legacy Endpoints become EndpointSlices
-            typed[EndpointSlice].append(obj)
+            typed[EndpointSlice].extend(obj)
         else:
             typed[type(obj)].append(obj)
     if skipped:
@@ -171,7 +171,7 @@ def _layer(inputs: list[list[RawDoc]]) -> list[RawDoc]:
 def _settings(found: list[Settings], path: str | None, overrides: dict[str, Any]) -> Settings:
     settings = found[-1] if found else Settings()
     if path is not None:
-        from_file = [parse_doc(d) for d in read_inputs([path])[0]]
+        from_file = [parse_doc(d) for docs in read_inputs([path]) for d in docs]
         configs = [s for s in from_file if isinstance(s, Settings)]
         if len(configs) != 1:
             raise InputError(f"must hold exactly one {API_VERSION} NetsimConfig, found "

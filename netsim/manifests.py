@@ -105,7 +105,7 @@ def pod(p: Pod) -> dict:
 
 
 def service(s: Service) -> dict:
-    external = s.type in ("NodePort", "LoadBalancer")
+    external = s.external_traffic_policy is not None
     spec: dict[str, Any] = _drop_empty({
         "type": s.type,
         "selector": dict(s.selector) if s.selector else None,

@@ -345,7 +345,7 @@ class Service:
     external_ips: tuple[str, ...] = ()
     session_affinity: str = "None"
     affinity_timeout: int = 10800
-    external_traffic_policy: str | None = None  # Cluster or Local for NodePort/LoadBalancer
+    external_traffic_policy: str | None = None  # Cluster/Local when externally reachable
     internal_traffic_policy: str = "Cluster"
     load_balancer_ip: str | None = None
     load_balancer_source_ranges: tuple[str, ...] = ()

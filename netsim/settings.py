@@ -40,10 +40,12 @@ class Settings:
     nodes: int = 3  # how many nodes to create when the input holds none
     mesh: bool = False
     source: Source | None = None
+    flags: tuple[str, ...] = ()  # fields set by command-line flags, for error messages
 
     def override(self, **changes: object) -> Settings:
         """Settings with CLI flags applied (None means "flag not given")."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        given = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **given, flags=self.flags + tuple(given))
 
 
 def parse_settings(f: Fields, source: Source | None = None) -> Settings:

@@ -14,9 +14,24 @@ import yaml
 from netsim.errors import InputError, Source
 
 try:  # PyYAML's C loader is ~10x faster; fall back to the pure-Python one
-    _Loader: Any = yaml.CSafeLoader
+    _BaseLoader: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
+    _BaseLoader = yaml.SafeLoader
+
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """YAML as kubectl reads it: an unquoted timestamp stays a string.
+
+    go-yaml v2 (under sigs.k8s.io/yaml) keeps timestamp-looking scalars as strings when it
+    decodes into interface{}, so `labels: {built: 2024-01-01}` is a valid label there.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
+        for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+    }
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -30,13 +45,18 @@ class RawDoc:
 
 
 def read_inputs(paths: list[str], stdin: Any = None) -> list[list[RawDoc]]:
-    """One list of objects per -f argument (a directory counts as one input)."""
-    return [list(read_input(p, stdin)) for p in paths]
+    """One list of objects per input, in apply order.
+
+    Each file is one input, and a directory gives one input per file in path order, as
+    `kubectl apply -f dir/` applies its files one after another: a later file may replace
+    an object of an earlier one (alternative manifests kept side by side in one folder).
+    """
+    return [list(docs) for p in paths for docs in _inputs_of(p, stdin)]
 
 
-def read_input(path: str, stdin: Any = None) -> Iterator[RawDoc]:
+def _inputs_of(path: str, stdin: Any) -> Iterator[Iterator[RawDoc]]:
     if path == "-":
-        yield from parse_text((stdin or sys.stdin).read(), "<stdin>")
+        yield parse_text((stdin or sys.stdin).read(), "<stdin>")
         return
     p = Path(path)
     if p.is_dir():
@@ -45,16 +65,22 @@ def read_input(path: str, stdin: Any = None) -> Iterator[RawDoc]:
             raise InputError("directory holds no .yaml, .yml or .json files",
                              source=Source(str(p)))
         for f in files:
-            yield from _read_file(f)
+            yield _read_file(f)
     elif p.exists():
-        yield from _read_file(p)
+        yield _read_file(p)
     else:
         raise InputError("no such file or directory", source=Source(path))
 
 
+def read_input(path: str, stdin: Any = None) -> Iterator[RawDoc]:
+    """Every object of one -f argument (all files of a directory, in path order)."""
+    for docs in _inputs_of(path, stdin):
+        yield from docs
+
+
 def _read_file(path: Path) -> Iterator[RawDoc]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is no content
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read: {exc}", source=Source(str(path))) from None
     yield from parse_text(text, str(path), as_json=path.suffix == ".json")
@@ -76,11 +102,11 @@ def parse_text(text: str, name: str, as_json: bool = False) -> Iterator[RawDoc]:
             return
     loader = _Loader(text)
     try:
-        index = 0
+        index = 0  # documents read so far: an error is in document index + 1
         while loader.check_node():
             node = loader.get_node()
+            data = loader.construct_document(node)  # may fail too (an unknown !tag)
             index += 1
-            data = loader.construct_document(node)
             yield from _objects(data, Source(name, index, line=node.start_mark.line + 1), node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -100,9 +126,12 @@ def _objects(data: Any, source: Source, node: Any) -> Iterator[RawDoc]:
     if not isinstance(data, dict):
         raise InputError(f"a manifest must be a mapping, got {type(data).__name__}",
                          source=source)
-    if data.get("kind") == "List" or (data.get("kind", "").endswith("List")
-                                      and isinstance(data.get("items"), list)):
+    kind = data.get("kind")
+    if kind == "List" or (isinstance(kind, str) and kind.endswith("List")
+                          and isinstance(data.get("items"), list)):
         items = data.get("items")
+        if items is None:  # an empty List (`items` omitted or null)
+            items = []
         if not isinstance(items, list):
             raise InputError("must be a list", source=source, field="items")
         lines = _item_lines(node)

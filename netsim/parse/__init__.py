@@ -33,8 +33,16 @@ TYPED: dict[tuple[str, str], tuple[Callable[[Fields], Any], bool, tuple[str, ...
     ("networking.k8s.io", "IngressClass"): (parse_ingress_class, False, ("v1",)),
     ("kubeproxy.config.k8s.io", "KubeProxyConfiguration"):
         (parse_kube_proxy_configuration, False, ("v1alpha1",)),
-    ("netsim", "NetsimConfig"): (parse_settings, False, ("v1alpha1",)),
+    ("netsim", "NetsimConfig"): (lambda f: parse_settings(f, f.source), False, ("v1alpha1",)),
     **{("apps", k): (lambda f, k=k: parse_workload(f, k), True, ("v1",)) for k in WORKLOAD_KINDS},
+}
+
+# Kinds the API server no longer serves from these groups (extensions/v1beta1 went in 1.16 for
+# the workloads and NetworkPolicy, in 1.22 for Ingress): an error naming the replacement.
+REMOVED_GROUPS = {
+    **{("extensions", k): "apps/v1" for k in ("Deployment", "ReplicaSet", "DaemonSet")},
+    ("extensions", "NetworkPolicy"): "networking.k8s.io/v1",
+    ("extensions", "Ingress"): "networking.k8s.io/v1",
 }
 
 # Kinds other components read from the raw object; everything else is skipped with a warning.
@@ -73,6 +81,20 @@ def object_key(doc: RawDoc) -> tuple[str, str, str | None, str] | None:
     return group, kind, ns, str(name)
 
 
+def _ref(data: dict, group: str, kind: str) -> str:
+    """Kind namespace/name as far as the raw metadata tells, for errors before parse_meta."""
+    meta = data.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name:
+        return kind
+    namespaced = TYPED[group, kind][1] if (group, kind) in TYPED else \
+        kind not in CLUSTER_SCOPED_RAW
+    namespace = meta.get("namespace") or "default"
+    if not namespaced or not isinstance(namespace, str):
+        return f"{kind} {name}"
+    return f"{kind} {namespace}/{name}"
+
+
 def parse_doc(doc: RawDoc) -> Any:
     """The typed object for one document, a RawObject, or None for a kind netsim skips.
 
@@ -82,7 +104,7 @@ def parse_doc(doc: RawDoc) -> Any:
     kind = f.str("kind", required=True)
     api_version = f.str("apiVersion", required=True)
     group, version = split_api_version(api_version)
-    f.obj = kind
+    f.obj = _ref(doc.data, group, kind)  # parse_meta refines it once the name is validated
     try:
         if (group, kind) in TYPED:
             parser, _, versions = TYPED[group, kind]
@@ -90,6 +112,9 @@ def parse_doc(doc: RawDoc) -> Any:
                 raise f.error("apiVersion", f"{api_version} {kind} is not supported; use "
                               f"{group + '/' if group else ''}{versions[-1]}")
             return parser(f)
+        if (group, kind) in REMOVED_GROUPS:
+            raise f.error("apiVersion", f"{api_version} {kind} is not supported; use "
+                          f"{REMOVED_GROUPS[group, kind]}")
         if group in RAW_GROUPS or (group == "" and kind in RAW_CORE_KINDS):
             meta = parse_meta(f, kind, namespaced=kind not in CLUSTER_SCOPED_RAW)
             body = {k: v for k, v in doc.data.items() if k not in ("apiVersion", "kind",

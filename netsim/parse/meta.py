@@ -19,7 +19,7 @@ def parse_meta(f: Fields, kind: str, *, namespaced: bool, dns_label: bool = Fals
                       f"{'label' if dns_label else 'subdomain'}")
     namespace = None
     if namespaced:
-        namespace = m.str("namespace", default="default")
+        namespace = m.str("namespace") or "default"  # "" too, as kubectl reads it
         if len(namespace) > 63 or not DNS1123_LABEL.match(namespace):
             raise m.error("namespace", f"invalid namespace {namespace!r}")
     ref = f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"

@@ -100,10 +100,13 @@ def parse_pod(f: Fields) -> Pod:
 
 def parse_pod_spec(spec: Fields, labels: FrozenDict, annotations: FrozenDict) -> PodTemplate:
     """The parts of a PodSpec that networking and scheduling depend on."""
+    containers = tuple(_container(c) for c in spec.items("containers", required=True))
+    if not containers:  # ValidatePodSpec: at least one container
+        raise spec.error("containers", "must hold at least one container")
     return PodTemplate(
         labels=labels,
         annotations=annotations,
-        containers=tuple(_container(c) for c in spec.items("containers", required=True)),
+        containers=containers,
         init_containers=tuple(_container(c) for c in spec.items("initContainers")),
         host_network=spec.bool("hostNetwork"),
         node_selector=spec.string_map("nodeSelector"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from netsim.fields import Fields
+from netsim.fields import DNS1123_LABEL, Fields
 from netsim.model import (
     IPV4,
     IPV6,
@@ -38,10 +38,14 @@ def parse_service(f: Fields) -> Service:
     for ip, fam in zip(cluster_ips, families, strict=False):
         if family(ip) != fam:
             raise spec.error("clusterIPs", f"{ip} does not match ipFamilies {list(families)}")
+    external_ips = spec.ip_list("externalIPs")
+    # service.ExternallyAccessible: NodePort, LoadBalancer, or ClusterIP with externalIPs;
+    # SetDefaults_Service gives exactly those externalTrafficPolicy Cluster (core/v1/defaults.go)
+    accessible = external or (svc_type == "ClusterIP" and bool(external_ips))
     etp = spec.enum("externalTrafficPolicy", ("Cluster", "Local"))
-    if etp and not external:
+    if etp and not accessible:
         raise spec.error("externalTrafficPolicy", "may only be set for externally-accessible "
-                         "services (NodePort or LoadBalancer)")
+                         "services (NodePort, LoadBalancer, or ClusterIP with externalIPs)")
     affinity = spec.enum("sessionAffinity", ("None", "ClientIP"), default="None")
     timeout = spec.sub("sessionAffinityConfig").sub("clientIP").int(
         "timeoutSeconds", default=10800, lo=1, hi=86400)
@@ -68,10 +72,10 @@ def parse_service(f: Fields) -> Service:
         ip_families=families,
         ip_family_policy=spec.enum("ipFamilyPolicy", FAMILY_POLICIES),
         external_name=external_name if svc_type == "ExternalName" else None,
-        external_ips=spec.ip_list("externalIPs"),
+        external_ips=external_ips,
         session_affinity=affinity,
         affinity_timeout=timeout,
-        external_traffic_policy=(etp or "Cluster") if external else None,
+        external_traffic_policy=(etp or "Cluster") if accessible else None,
         internal_traffic_policy=spec.enum("internalTrafficPolicy", ("Cluster", "Local"),
                                           default="Cluster"),
         load_balancer_ip=spec.ip("loadBalancerIP") if spec.data.get("loadBalancerIP") else None,
@@ -132,6 +136,8 @@ def _service_ports(spec: Fields, svc_type: str, headless: bool) -> tuple[Service
         if len(items) > 1 and not name:
             raise p.error("name", "required when a Service has more than one port")
         if name:
+            if len(name) > 63 or not DNS1123_LABEL.match(name):  # ValidateService: a DNS label
+                raise p.error("name", f"must be a lowercase RFC 1123 label, got {name!r}")
             if name in names:
                 raise p.error("name", f"duplicate port name {name!r}")
             names.add(name)
@@ -166,10 +172,12 @@ def parse_endpoint_slice(f: Fields) -> EndpointSlice:
                 if family(a) != address_type:
                     raise e.error(f"addresses[{i}]", f"{a} is not an {address_type} address")
         cond = e.sub("conditions")
-        ready = cond.bool("ready", default=True)  # nil is read as ready (API docs)
+        # discovery/v1 EndpointConditions: ready and serving nil mean true, terminating nil
+        # false (kube-proxy endpointslicecache reads them so; "defer to ready" was v1beta1).
+        ready = cond.bool("ready", default=True)
         target = e.sub("targetRef")
         endpoints.append(Endpoint(
-            addresses=addresses, ready=ready, serving=cond.bool("serving", default=ready),
+            addresses=addresses, ready=ready, serving=cond.bool("serving", default=True),
             terminating=cond.bool("terminating", default=False), node_name=e.str("nodeName"),
             zone=e.str("zone"), hostname=e.str("hostname"),
             target=_target(target, meta.namespace),
