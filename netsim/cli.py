@@ -130,7 +130,9 @@ def cmd_topology(args: argparse.Namespace) -> int:
     if fmt == "tree":
         from rich.console import Console
 
-        Console(highlight=False, soft_wrap=True).print(topology_export.to_tree(graph))
+        # Piped output has no terminal width: keep lines whole rather than cropped at 80.
+        width = None if sys.stdout.isatty() else 200
+        Console(highlight=False, width=width).print(topology_export.to_tree(graph))
         return 0
     if fmt == "png":
         data = topology_export.to_png(graph)

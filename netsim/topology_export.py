@@ -491,7 +491,7 @@ def _scene(graph: nx.Graph, cluster: Cluster | None) -> _Scene:
 
 
 def _lb_lines(lb: dict) -> tuple[str, ...]:
-    lines = [_clip(f"{ip}  {svc}") for ip, svc in lb["frontends"][:6]]
+    lines = [f"{ip}  {_clip(svc, _NAME_CHARS - len(ip) - 2)}" for ip, svc in lb["frontends"][:6]]
     if len(lb["frontends"]) > 6:
         lines.append(f"+{len(lb['frontends']) - 6} more")
     return ("cloud load balancer", *lines)
