@@ -17,11 +17,19 @@ from netsim.settings import CALICO_ENCAPSULATIONS, CILIUM_ROUTING_MODES, CNIS, P
 EXIT_INPUT = 2
 
 
+CLUSTER_DEFAULTS = {"filename": None, "settings": None, "cni": None, "encapsulation": None,
+                    "routing_mode": None, "proxy_mode": None, "pod_cidr": None,
+                    "service_cidr": None, "nodes": None, "mesh": None, "quiet": False}
+
+
 def _cluster_options() -> argparse.ArgumentParser:
-    """Options every command that reads a cluster takes (kubectl-style, after the verb)."""
-    p = argparse.ArgumentParser(add_help=False)
+    """Options every command that reads a cluster takes, before or after the verb (as kubectl).
+
+    Defaults are suppressed so that a value given on either side survives; main() fills them.
+    """
+    p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     g = p.add_argument_group("cluster input")
-    g.add_argument("-f", "--filename", action="append", metavar="PATH", required=True,
+    g.add_argument("-f", "--filename", action="append", metavar="PATH",
                    help="manifest file, directory (recursive) or - for stdin; repeatable, "
                         "later inputs replace earlier objects like kubectl apply")
     g.add_argument("--settings", metavar="FILE", help="a NetsimConfig document (beats one "
@@ -37,7 +45,7 @@ def _cluster_options() -> argparse.ArgumentParser:
     g.add_argument("--service-cidr", action="append", metavar="CIDR", help="service CIDR")
     g.add_argument("--nodes", type=int, metavar="N", help="nodes to create when the input "
                    "holds no Node")
-    g.add_argument("--mesh", action=argparse.BooleanOptionalAction, default=None,
+    g.add_argument("--mesh", action=argparse.BooleanOptionalAction,
                    help="emulate the Istio-style service mesh")
     g.add_argument("-q", "--quiet", action="store_true", help="do not print warnings")
     return p
@@ -58,6 +66,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_cluster(args: argparse.Namespace) -> Cluster:
+    if not args.filename:
+        raise InputError("required: the cluster's manifests (-f FILE, -f DIR or -f -)",
+                         obj="command line", field="-f")
     cluster = load(args.filename, settings_path=args.settings, overrides=_overrides(args))
     if not args.quiet:
         for warning in cluster.warnings:
@@ -175,7 +186,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netsim", description="Kubernetes network dataplane emulator: load a cluster's "
-        "manifests and see its addresses, placement and topology.")
+        "manifests and see its addresses, placement and topology.",
+        parents=[_cluster_options()])
     parser.add_argument("--version", action="version", version=f"netsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cluster = _cluster_options()
@@ -211,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for name, default in CLUSTER_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
     try:
         return args.func(args)
     except InputError as exc:

@@ -126,3 +126,12 @@ def test_generate_writes_a_loadable_cluster(capsys, tmp_path):
     assert code == 0
     code, text, _ = run(capsys, "get", "pods", "-A", "-f", str(out))
     assert code == 0 and len(text.splitlines()) == 31
+
+
+def test_cluster_options_work_before_the_verb_too(capsys):
+    code, before, _ = run(capsys, "-f", SHOP, "get", "nodes", "-o", "name")
+    code2, after, _ = run(capsys, "get", "nodes", "-o", "name", "-f", SHOP)
+    assert code == code2 == 0 and before == after == (
+        "node/shop-control-plane\nnode/shop-worker\nnode/shop-worker2\n")
+    code, out, err = run(capsys, "get", "nodes")
+    assert code == 2 and out == "" and err.startswith("error: command line: -f: required")
