@@ -38,6 +38,35 @@ class Meta:
             f"{self.kind} {self.name}"
 
 
+class ClusterScoped:
+    """Name and labels of an object, read from its metadata."""
+
+    __slots__ = ()
+    meta: Meta
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def labels(self) -> FrozenDict:
+        return self.meta.labels
+
+
+class Namespaced(ClusterScoped):
+    """A namespaced object: its namespace ("default" when unset) and "ns/name" key."""
+
+    __slots__ = ()
+
+    @property
+    def namespace(self) -> str:
+        return self.meta.namespace or "default"
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
 # ---------------------------------------------------------------- selectors
 
 
@@ -117,7 +146,7 @@ class NodeAddress:
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
+class Node(ClusterScoped):
     meta: Meta
     addresses: tuple[NodeAddress, ...] = ()
     pod_cidrs: tuple[str, ...] = ()
@@ -126,14 +155,6 @@ class Node:
     ready: bool = True
     info: FrozenDict = EMPTY  # status.nodeInfo
     generated: bool = False  # created by netsim because the input held no Node
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def labels(self) -> FrozenDict:
-        return self.meta.labels
 
     @property
     def internal_ips(self) -> tuple[str, ...]:
@@ -154,17 +175,9 @@ class Node:
 
 
 @dataclass(frozen=True, slots=True)
-class Namespace:
+class Namespace(ClusterScoped):
     meta: Meta
     implicit: bool = False  # used by objects but not in the input
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def labels(self) -> FrozenDict:
-        return self.meta.labels
 
 
 # ---------------------------------------------------------------- pods
@@ -237,7 +250,7 @@ class OwnerRef:
 
 
 @dataclass(frozen=True, slots=True)
-class Pod:
+class Pod(Namespaced):
     meta: Meta
     spec: PodTemplate
     node_name: str | None = None
@@ -251,22 +264,6 @@ class Pod:
     generated: bool = False  # expanded from a controller by netsim
     addressed: bool = False  # IPs assigned by netsim's IPAM, not the input
     scheduled: bool = False  # node chosen by netsim's scheduler, not the input
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def namespace(self) -> str:
-        return self.meta.namespace or "default"
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def labels(self) -> FrozenDict:
-        return self.meta.labels
 
     @property
     def host_network(self) -> bool:
@@ -292,7 +289,7 @@ class Pod:
 
 
 @dataclass(frozen=True, slots=True)
-class Workload:
+class Workload(Namespaced):
     """A Deployment, ReplicaSet, StatefulSet or DaemonSet, kept for grouping and display."""
 
     meta: Meta
@@ -301,14 +298,6 @@ class Workload:
     replicas: int | None = None  # None for DaemonSets
     service_name: str | None = None  # StatefulSet spec.serviceName
     owner: OwnerRef | None = None
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def namespace(self) -> str:
-        return self.meta.namespace or "default"
 
 
 # ---------------------------------------------------------------- services and endpoints
@@ -332,7 +321,7 @@ SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 
 
 @dataclass(frozen=True, slots=True)
-class Service:
+class Service(Namespaced):
     meta: Meta
     type: str = "ClusterIP"
     selector: FrozenDict | None = None  # None: endpoints are managed by hand
@@ -355,18 +344,6 @@ class Service:
     publish_not_ready_addresses: bool = False
     allocate_load_balancer_node_ports: bool = True
     addressed: bool = False  # some address or port assigned by netsim
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def namespace(self) -> str:
-        return self.meta.namespace or "default"
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
     @property
     def cluster_ip(self) -> str | None:
@@ -394,21 +371,13 @@ class EndpointPort:
 
 
 @dataclass(frozen=True, slots=True)
-class EndpointSlice:
+class EndpointSlice(Namespaced):
     meta: Meta
     service_name: str | None
     address_type: str = IPV4
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[EndpointPort, ...] = ()
     derived: bool = False  # computed by netsim as the EndpointSlice controller would
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def namespace(self) -> str:
-        return self.meta.namespace or "default"
 
 
 # ---------------------------------------------------------------- network policy
@@ -445,20 +414,12 @@ class NetworkPolicyRule:
 
 
 @dataclass(frozen=True, slots=True)
-class NetworkPolicy:
+class NetworkPolicy(Namespaced):
     meta: Meta
     pod_selector: LabelSelector
     policy_types: tuple[str, ...]  # after the API server's defaulting
     ingress: tuple[NetworkPolicyRule, ...] = ()
     egress: tuple[NetworkPolicyRule, ...] = ()
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def namespace(self) -> str:
-        return self.meta.namespace or "default"
 
 
 # ---------------------------------------------------------------- ingress
@@ -493,7 +454,7 @@ class IngressTLS:
 
 
 @dataclass(frozen=True, slots=True)
-class Ingress:
+class Ingress(Namespaced):
     meta: Meta
     ingress_class_name: str | None = None
     default_backend: IngressBackend | None = None
@@ -501,25 +462,13 @@ class Ingress:
     tls: tuple[IngressTLS, ...] = ()
     load_balancer_ingress: tuple[str, ...] = ()
 
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def namespace(self) -> str:
-        return self.meta.namespace or "default"
-
 
 @dataclass(frozen=True, slots=True)
-class IngressClass:
+class IngressClass(ClusterScoped):
     meta: Meta
     controller: str
     is_default: bool = False
     parameters: FrozenDict | None = None
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
 
 
 # ---------------------------------------------------------------- kube-proxy and the rest
@@ -545,16 +494,12 @@ class KubeProxyConfiguration:
 
 
 @dataclass(frozen=True, slots=True)
-class RawObject:
+class RawObject(ClusterScoped):
     """Any other kind a component reads (CNI, mesh and admin policy resources): frozen data."""
 
     meta: Meta
     api_version: str
     body: FrozenDict = EMPTY  # the whole object minus apiVersion/kind/metadata, deep-frozen
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
 
     @property
     def namespace(self) -> str | None:
