@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from netsim import generate as gen_module
+from netsim.generate import config as gen_config
 from netsim.generate import generate
+from netsim.generate import services as gen_services
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -352,9 +353,9 @@ def test_config_pools(size: str) -> None:
 
 def test_pools_at_kubernetes_limits() -> None:
     """5,000 nodes of ~30-45 pods need one /26 each (x2 slack): a /12; 110 pods need a /11."""
-    assert gen_module._config(5000, 150000, 10000, 1, 45)["spec"]["podCIDRs"] == ["10.128.0.0/12"]
-    assert gen_module._config(5000, 550000, 10000, 1, 110)["spec"]["podCIDRs"] == ["10.128.0.0/11"]
-    assert gen_module._config(10, 10, 1_500_000, 0, 10)["spec"]["serviceCIDRs"] == ["10.96.0.0/11"]
+    assert gen_config._config(5000, 150000, 10000, 1, 45)["spec"]["podCIDRs"] == ["10.128.0.0/12"]
+    assert gen_config._config(5000, 550000, 10000, 1, 110)["spec"]["podCIDRs"] == ["10.128.0.0/11"]
+    assert gen_config._config(10, 10, 1_500_000, 0, 10)["spec"]["serviceCIDRs"] == ["10.96.0.0/11"]
 
 
 # --------------------------------------------------------------------------- services
@@ -426,7 +427,7 @@ def test_service_mix() -> None:
 
 
 def test_node_port_budget_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gen_module, "NODE_PORT_BUDGET", 5)
+    monkeypatch.setattr(gen_services, "NODE_PORT_BUDGET", 5)
     args = SIZES["medium"]
     doc = generate(**args)
     used = 0
