@@ -15,6 +15,10 @@ CALICO_ENCAPSULATIONS = ("None", "IPIP", "IPIPCrossSubnet", "VXLAN", "VXLANCross
 CILIUM_ROUTING_MODES = ("tunnel", "native")
 CILIUM_TUNNEL_PROTOCOLS = ("vxlan", "geneve")
 PROXY_MODES = ("iptables", "ipvs", "none")
+# The two behaviours the NetworkPolicy docs allow for hostNetwork pods: "node" treats their
+# traffic as node traffic that only ipBlock matches (the common case); "pod" selects them
+# like any other pod.
+HOST_NETWORK_MODES = ("node", "pod")
 DEFAULT_POD_CIDRS = {"IPv4": "10.244.0.0/16", "IPv6": "fd00:10:244::/56"}
 DEFAULT_SERVICE_CIDRS = {"IPv4": "10.96.0.0/12", "IPv6": "fd00:10:96::/112"}
 DEFAULT_NODE_CIDRS = {"IPv4": "172.18.0.0/16", "IPv6": "fc00:f853:ccd:e793::/64"}
@@ -39,6 +43,7 @@ class Settings:
     node_port_range: tuple[int, int] = (30000, 32767)
     nodes: int = 3  # how many nodes to create when the input holds none
     mesh: bool = False
+    host_network_policy: str = "node"
     source: Source | None = None
     flags: tuple[str, ...] = ()  # fields set by command-line flags, for error messages
 
@@ -77,5 +82,7 @@ def parse_settings(f: Fields, source: Source | None = None) -> Settings:
         node_port_range=(lo, hi),
         nodes=spec.int("nodes", default=3, lo=1, hi=100_000),
         mesh=spec.sub("mesh").bool("enabled", default=False),
+        host_network_policy=spec.sub("networkPolicy").enum("hostNetwork", HOST_NETWORK_MODES,
+                                                           default="node"),
         source=source,
     )
