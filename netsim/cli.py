@@ -186,7 +186,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netsim", description="Kubernetes network dataplane emulator: load a cluster's "
-        "manifests and see its addresses, placement and topology.",
+        "manifests, see its addresses, placement and topology, and verify its policies.",
         parents=[_cluster_options()])
     parser.add_argument("--version", action="version", version=f"netsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -209,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
                       default="tree")
     topo.add_argument("--out", metavar="FILE", help="write to FILE (png: default topology.png)")
     topo.set_defaults(func=cmd_topology)
+
+    from netsim import cli_policy
+
+    cli_policy.register(sub, cluster)
+    cli_policy.register_conformance(sub)
 
     gen = sub.add_parser("generate", help="write a realistic synthetic cluster as JSON "
                          "(benchmarks, capacity planning)")

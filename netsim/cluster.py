@@ -126,8 +126,15 @@ def load(paths: list[str], *, settings_path: str | None = None,
     and name replaces an earlier one; the same object twice in one input is an error.
     `overrides` are CLI flags, which beat the NetsimConfig. Raises InputError for bad input.
     """
+    return load_inputs(read_inputs(paths, stdin), settings_path=settings_path,
+                       overrides=overrides)
+
+
+def load_inputs(inputs: list[list[RawDoc]], *, settings_path: str | None = None,
+                overrides: dict[str, Any] | None = None) -> Cluster:
+    """Load already-read inputs (one list of documents per input, layered in order)."""
     warnings: list[str] = []
-    docs = _layer(read_inputs(paths, stdin))
+    docs = _layer(inputs)
     typed: dict[type, list] = defaultdict(list)
     skipped: dict[str, int] = defaultdict(int)
     for doc in docs:

@@ -30,6 +30,7 @@ class DirectionVerdict:
     isolating: tuple[str, ...] = ()  # NetworkPolicies selecting the pod for this direction
     matches: tuple[Match, ...] = ()  # the rules that allowed, or the admin rule that decided
     passed: tuple[Match, ...] = ()  # admin Pass rules on the way
+    misses: tuple[str, ...] = ()  # why isolating rules did not match (explain only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +93,19 @@ class PolicySet:
         return self.node_peer(node, ip) if node else Peer(ip=ip)
 
 
-def evaluate(ps: PolicySet, src: Peer, dst: Peer, port: int, protocol: str) -> Verdict:
-    """Whether src may open a connection to dst:port/protocol, and why."""
-    egress = _direction(ps, src, dst, port, protocol, EGRESS)
-    ingress = _direction(ps, dst, src, port, protocol, INGRESS)
+def evaluate(ps: PolicySet, src: Peer, dst: Peer, port: int, protocol: str, *,
+             explain: bool = False) -> Verdict:
+    """Whether src may open a connection to dst:port/protocol, and why.
+
+    With `explain`, denials also list why each rule of the isolating policies missed.
+    """
+    egress = _direction(ps, src, dst, port, protocol, EGRESS, explain)
+    ingress = _direction(ps, dst, src, port, protocol, INGRESS, explain)
     return Verdict(egress.allowed and ingress.allowed, egress, ingress)
 
 
 def _direction(ps: PolicySet, subject: Peer, other: Peer, port: int, protocol: str,
-               direction: str) -> DirectionVerdict:
+               direction: str, explain: bool = False) -> DirectionVerdict:
     if subject.pod is None:
         what = "a node" if subject.is_node else "outside the cluster"
         return DirectionVerdict(direction, True, NOT_A_POD,
@@ -121,15 +126,18 @@ def _direction(ps: PolicySet, subject: Peer, other: Peer, port: int, protocol: s
                                     matches=(decided,))
         passed.append(decided)
     policies = ps.by_namespace.get(subject.pod.namespace, [])
-    isolating, matches = evaluate_direction(policies, subject, other, port, protocol, direction)
+    misses: list[str] | None = [] if explain else None
+    isolating, matches = evaluate_direction(policies, subject, other, port, protocol, direction,
+                                            misses)
     if isolating:
         allowed = bool(matches)
-        reason = (f"allowed by {len(matches)} rule(s) of the NetworkPolicies isolating "
-                  f"{subject.pod.key}" if allowed else
-                  f"{subject.pod.key} is isolated for {direction.lower()} by "
-                  f"{', '.join(isolating)} and no rule allows this connection")
+        reason = (f"{subject.pod.key} is isolated for {direction.lower()}; "
+                  f"{len(matches)} rule(s) allow this connection" if allowed else
+                  f"{subject.pod.key} is isolated for {direction.lower()} and no rule of its "
+                  "policies allows this connection")
         return DirectionVerdict(direction, allowed, NETWORK_POLICY, reason, tuple(isolating),
-                                tuple(matches), tuple(passed))
+                                tuple(matches), tuple(passed),
+                                tuple(misses or ()) if not allowed else ())
     decided = first_match(list(ps.baseline), subject, other, port, protocol, direction)
     if decided is not None and decided.action in (ACCEPT, DENY):
         return DirectionVerdict(direction, decided.action == ACCEPT, BASELINE_TIER,

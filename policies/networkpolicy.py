@@ -111,11 +111,13 @@ def rule_matches(rule: NetworkPolicyRule, policy_namespace: str, other: Peer, po
 
 
 def evaluate_direction(policies: list[NetworkPolicy], subject: Peer, other: Peer, port: int,
-                       protocol: str, direction: str) -> tuple[list[str], list[Match]]:
+                       protocol: str, direction: str, misses: list[str] | None = None,
+                       ) -> tuple[list[str], list[Match]]:
     """(policies isolating the subject, rules allowing the connection) for one direction.
 
     `policies` are those of the subject pod's namespace; the subject is the destination for
-    Ingress and the source for Egress.
+    Ingress and the source for Egress. When `misses` is a list, it receives why each rule
+    of an isolating policy did not match (for explanations).
     """
     assert subject.pod is not None
     dst = subject if direction == INGRESS else other
@@ -127,8 +129,41 @@ def evaluate_direction(policies: list[NetworkPolicy], subject: Peer, other: Peer
         name = f"NetworkPolicy {policy.namespace}/{policy.name}"
         isolating.append(name)
         rules = policy.ingress if direction == INGRESS else policy.egress
+        if not rules and misses is not None:
+            misses.append(f"{name} has no {key} rules: it only isolates")
         for i, rule in enumerate(rules):
             found = rule_matches(rule, policy.namespace, other, port, protocol, dst, peers_key)
             if found is not None:
                 matches.append(Match(name, f"{key}[{i}]", found[0], found[1]))
+            elif misses is not None:
+                misses.append(f"{name} {key}[{i}]: " + why_not(rule, policy.namespace, other,
+                                                               port, protocol, dst, peers_key))
     return isolating, matches
+
+
+def why_not(rule: NetworkPolicyRule, policy_namespace: str, other: Peer, port: int,
+            protocol: str, dst: Peer, peers_key: str) -> str:
+    """Why a rule does not allow a connection: the first part that fails, in words."""
+    if rule.ports and all(port_matches(p, port, protocol, dst) is None for p in rule.ports):
+        wanted = ", ".join(f"{p.port if p.port is not None else 'any'}"
+                           f"{'-' + str(p.end_port) if p.end_port else ''}/{p.protocol}"
+                           for p in rule.ports)
+        return f"ports {wanted} do not include {port}/{protocol}" + (
+            f" on {dst}" if any(isinstance(p.port, str) for p in rule.ports) else "")
+    parts = []
+    for i, peer in enumerate(rule.peers):
+        parts.append(f"{peers_key}[{i}] {_describe_peer(peer, policy_namespace)}")
+    return f"{other} matches none of its peers: " + "; ".join(parts)
+
+
+def _describe_peer(peer: NetworkPolicyPeer, policy_namespace: str) -> str:
+    if peer.ip_block is not None:
+        return f"ipBlock {peer.ip_block.cidr}" + (
+            f" except {', '.join(peer.ip_block.except_)}" if peer.ip_block.except_ else "")
+    parts = []
+    if peer.namespace_selector is not None:
+        parts.append(f"namespaceSelector {_sel(peer.namespace_selector)}")
+    if peer.pod_selector is not None:
+        parts.append(f"podSelector {_sel(peer.pod_selector)}")
+    where = f" in namespace {policy_namespace}" if peer.namespace_selector is None else ""
+    return " AND ".join(parts) + where

@@ -1,0 +1,246 @@
+"""The policy commands of the CLI: reach, explain and diff (wiring and rendering only)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from netsim.cluster import Cluster
+from netsim.errors import InputError
+from netsim.model import PROTOCOLS, Pod
+
+EXIT_CHANGED = 1
+
+
+def register(sub: Any, cluster: argparse.ArgumentParser) -> None:
+    reach = sub.add_parser("reach", parents=[cluster], help="the pod-to-pod reachability "
+                           "matrix for a port and protocol")
+    reach.add_argument("--port", type=int, default=80)
+    reach.add_argument("--protocol", choices=PROTOCOLS, default="TCP", type=str.upper)
+    reach.add_argument("-n", "--namespace", action="append", metavar="NS",
+                       help="only pods of this namespace (repeatable)")
+    reach.add_argument("--group-by", choices=("auto", "pod", "workload", "namespace"),
+                       default="auto", help="table rows and columns (auto: pods up to 40)")
+    reach.add_argument("-o", "--output", choices=("table", "json", "csv", "png"),
+                       default="table")
+    reach.add_argument("--out", metavar="FILE", help="write to FILE (png: default reach.png)")
+    reach.set_defaults(func=cmd_reach)
+
+    explain = sub.add_parser("explain", parents=[cluster], help="the verdict for one "
+                             "connection and the policies and rules that decided it")
+    explain.add_argument("--from", dest="source", required=True, metavar="NS/POD|IP")
+    explain.add_argument("--to", dest="target", required=True, metavar="NS/POD|IP")
+    explain.add_argument("--port", type=int, required=True)
+    explain.add_argument("--protocol", choices=PROTOCOLS, default="TCP", type=str.upper)
+    explain.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    explain.set_defaults(func=cmd_explain)
+
+    diff = sub.add_parser("diff", parents=[cluster], help="connections a change to the "
+                          "manifests opens or closes (exit 1 when any)")
+    diff.add_argument("--against", action="append", required=True, metavar="PATH",
+                      help="the changed manifests (repeatable, like -f)")
+    diff.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    diff.set_defaults(func=cmd_diff)
+
+
+def _port(args: argparse.Namespace) -> int:
+    if not 1 <= args.port <= 65535:
+        raise InputError(f"must be between 1 and 65535, got {args.port}", obj="command line",
+                         field="--port")
+    return args.port
+
+
+# ---------------------------------------------------------------- reach
+
+
+def cmd_reach(args: argparse.Namespace) -> int:
+    from netsim import reach_views
+    from netsim.cli import load_cluster
+    from netsim.reach import matrix
+
+    cluster = load_cluster(args)
+    namespaces = set(args.namespace) if args.namespace else None
+    if namespaces:
+        unknown = sorted(namespaces - {n.name for n in cluster.namespaces})
+        if unknown:
+            raise InputError(f"no namespace {unknown[0]!r} in the cluster", obj="command line",
+                             field="-n")
+    m = matrix(cluster, _port(args), args.protocol, namespaces)
+    if args.output == "json":
+        _write(args, json.dumps(m.as_json()))
+        return 0
+    if args.output == "csv":
+        _write(args, reach_views.to_csv(m, m.dense()).rstrip("\n"))
+        return 0
+    by = args.group_by
+    if by == "auto":
+        by = "pod" if len(m.pods) <= reach_views.GRID_LIMIT else "workload"
+    if by == "pod":
+        dense = m.dense()
+        names = m.keys
+        fraction = dense.astype(float)
+    else:
+        names, allowed, total = reach_views.grouped(m, by)
+        with_pairs = total > 0
+        fraction = (allowed / total.clip(min=1)).astype(float)
+        fraction[~with_pairs] = float("nan")
+        dense = None
+    if args.output == "png":
+        title = f"{args.protocol}/{args.port} reachability ({len(m.pods)} pods, by {by})"
+        data = reach_views.to_png(m, names, fraction, title)
+        out = Path(args.out or "reach.png")
+        out.write_bytes(data)
+        print(f"wrote {out} ({len(data) // 1024} KiB)", file=sys.stderr)
+        return 0
+    from rich.console import Console
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
+    full = dense if dense is not None else m.dense() if len(m.pods) <= 5000 else None
+    if full is not None:
+        console.print(reach_views.summary(m, full))
+    if by == "pod":
+        console.print(reach_views.grid(m, dense))
+    else:
+        console.print(f"grouped by {by}: '.' every pod pair allowed, 'X' none, '~' some")
+        console.print(reach_views.grouped_table(names, allowed, total))
+    return 0
+
+
+def _write(args: argparse.Namespace, text: str) -> None:
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    else:
+        print(text)
+
+
+# ---------------------------------------------------------------- explain
+
+
+def find_pod(cluster: Cluster, ref: str, flag: str) -> Pod:
+    """A pod named ns/name (or name in the default namespace)."""
+    namespace, _, name = ref.rpartition("/")
+    pod = cluster.pod(namespace or "default", name)
+    if pod is None:
+        near = sorted(p.key for p in cluster.pods if p.name.startswith(name)
+                      and (not namespace or p.namespace == namespace))[:3]
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise InputError(f"no pod {ref!r} in the cluster{hint}", obj="command line",
+                         field=flag)
+    if not pod.ip:
+        raise InputError(f"pod {pod.key} has no address (it is {pod.phase})",
+                         obj="command line", field=flag)
+    return pod
+
+
+def _endpoint(cluster: Cluster, ps: Any, ref: str, flag: str) -> tuple[Any, str]:
+    try:
+        ip = str(ipaddress.ip_address(ref))
+    except ValueError:
+        pod = find_pod(cluster, ref, flag)
+        return ps.pod_peer(pod), pod.key
+    peer = ps.ip_peer(ip)
+    return peer, str(peer) if peer.pod is None else f"{peer.pod.key} ({ip})"
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from netsim import reach_views
+    from netsim.cli import load_cluster
+    from policies.engine import PolicySet, evaluate
+
+    cluster = load_cluster(args)
+    ps = PolicySet.from_cluster(cluster)
+    src, src_name = _endpoint(cluster, ps, args.source, "--from")
+    dst, dst_name = _endpoint(cluster, ps, args.target, "--to")
+    port = _port(args)
+    verdict = evaluate(ps, src, dst, port, args.protocol, explain=True)
+    if args.output == "json":
+        print(json.dumps(reach_views.verdict_json(verdict, src_name, dst_name, port,
+                                                  args.protocol), indent=2))
+    else:
+        sys.stdout.write(reach_views.explain_text(verdict, src_name, dst_name, port,
+                                                  args.protocol))
+    return 0
+
+
+# ---------------------------------------------------------------- diff
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from netsim.cli import load_cluster
+    from netsim.diff import diff
+
+    old = load_cluster(args)
+    new_args = argparse.Namespace(**{**vars(args), "filename": args.against})
+    new = load_cluster(new_args)
+    result = diff(old, new)
+    if args.output == "json":
+        print(json.dumps({
+            "changes": [{"from": c.src, "to": c.dst, "port": c.port, "protocol": c.protocol,
+                         "change": "opened" if c.opened else "closed"}
+                        for c in result.changes],
+            "addedWorkloads": list(result.added_workloads),
+            "removedWorkloads": list(result.removed_workloads)}, indent=2))
+    else:
+        for c in result.changes:
+            sign, word = ("+", "opened") if c.opened else ("-", "closed")
+            print(f"{sign} {c.src} -> {c.dst} {c.protocol}/{c.port} {word}")
+        for w in result.added_workloads:
+            print(f"  workload added: {w}")
+        for w in result.removed_workloads:
+            print(f"  workload removed: {w}")
+        opened = sum(c.opened for c in result.changes)
+        print(f"{len(result.changes)} connection(s) changed: {opened} opened, "
+              f"{len(result.changes) - opened} closed ({len(result.ports)} ports compared)")
+    return EXIT_CHANGED if result.changes else 0
+
+
+# ---------------------------------------------------------------- conformance
+
+
+def register_conformance(sub: Any) -> None:
+    from netsim.conformance.runner import SUITES
+
+    conf = sub.add_parser("conformance", help="run the bundled conformance suites against "
+                          "the emulated dataplane")
+    conf.add_argument("--suite", choices=(*SUITES, "all"), default="all")
+    conf.add_argument("--case", action="append", metavar="NAME", help="only this case "
+                      "(repeatable)")
+    conf.add_argument("--junit", metavar="FILE", help="also write JUnit XML to FILE")
+    conf.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    conf.set_defaults(func=cmd_conformance)
+
+
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from netsim.conformance.junit import junit_xml
+    from netsim.conformance.runner import SUITES, run_suite
+
+    suites = SUITES if args.suite == "all" else (args.suite,)
+    failed, total, report, xml_parts = 0, 0, [], []
+    for suite in suites:
+        results = run_suite(suite, set(args.case) if args.case else None)
+        if args.case and not results:
+            raise InputError(f"no case named {args.case[0]!r} in suite {suite}",
+                             obj="command line", field="--case")
+        total += len(results)
+        failed += sum(not r.passed for r in results)
+        for r in results:
+            report.append({"suite": suite, "case": r.name, "passed": r.passed,
+                           "probes": list(r.probes), "failure": r.failure})
+            if args.output == "text":
+                status = "PASS" if r.passed else "FAIL"
+                detail = r.failure if r.failure else ", ".join(r.probes)
+                print(f"{status}  {suite}/{r.name}  {detail}")
+        xml_parts.append(junit_xml(suite, results))
+    if args.junit:
+        Path(args.junit).write_text(xml_parts[0] if len(xml_parts) == 1 else
+                                    "".join(xml_parts))
+    if args.output == "json":
+        print(json.dumps({"passed": total - failed, "failed": failed, "cases": report},
+                         indent=2))
+    else:
+        print(f"{total} cases: {total - failed} passed, {failed} failed")
+    return 1 if failed else 0

@@ -1,0 +1,1 @@
+"""Bundled conformance suites and the runner that checks the emulator against them."""
