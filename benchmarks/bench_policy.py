@@ -1,0 +1,133 @@
+"""NetworkPolicy analysis at scale: matrices, class compression and explain, with targets.
+
+Targets (2-core machine):
+  10,000 pods / 1,000 policies: the full pod matrix for one port in under 2 s;
+  150,000 pods / 5,000 namespaces / 10,000 policies: the class-compressed analysis in
+  under 30 s and 4 GiB;
+  explain for one pair in that cluster in under 50 ms after loading.
+For comparison it times pairwise evaluation (policies.engine.evaluate per pod pair) on a
+random sample of pairs and extrapolates to all pairs.
+
+Run: python benchmarks/bench_policy.py [--small-only] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from netsim.cluster import load
+from netsim.generate import generate
+from netsim.reach import explain, matrix
+from policies.engine import PolicySet, evaluate
+
+SAMPLE_PAIRS = 20_000
+
+
+def _cluster(tmp: Path, **size: int):
+    path = tmp / f"cluster-{size['pods']}.json"
+    path.write_text(json.dumps(generate(**size)))
+    start = time.perf_counter()
+    cluster = load([str(path)])
+    return cluster, time.perf_counter() - start
+
+
+def _busiest_port(cluster) -> int:
+    counts: dict[int, int] = {}
+    for p in cluster.pods:
+        for c in p.container_ports:
+            if c.protocol == "TCP":
+                counts[c.container_port] = counts.get(c.container_port, 0) + 1
+    return max(counts, key=counts.get)
+
+
+def _pairwise_seconds(cluster, ps, port: int, rng: random.Random) -> tuple[float, float]:
+    """(seconds per pair, extrapolated seconds for every pair) of pairwise evaluation."""
+    pods = [p for p in cluster.pods if p.ip]
+    peers = [ps.pod_peer(p) for p in pods]
+    pairs = [(rng.randrange(len(pods)), rng.randrange(len(pods))) for _ in range(SAMPLE_PAIRS)]
+    start = time.perf_counter()
+    for i, j in pairs:
+        evaluate(ps, peers[i], peers[j], port, "TCP")
+    per_pair = (time.perf_counter() - start) / SAMPLE_PAIRS
+    return per_pair, per_pair * len(pods) ** 2
+
+
+def _report(name: str, seconds: float, target: float, results: list[bool], unit: str = "s"):
+    ok = seconds < target
+    results.append(ok)
+    shown = f"{seconds * 1000:.2f} ms" if unit == "ms" else f"{seconds:.2f} s"
+    limit = f"{target * 1000:.0f} ms" if unit == "ms" else f"{target:.0f} s"
+    print(f"  {'PASS' if ok else 'FAIL'}  {name:<46} {shown:>10}  (target < {limit})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small-only", action="store_true", help="skip the 150k-pod cluster")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--seed", type=int, default=3)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    results: list[bool] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster, load_s = _cluster(Path(tmp), nodes=100, namespaces=100, pods=10_000,
+                                   services=700, policies=1_000, seed=args.seed)
+        port = _busiest_port(cluster)
+        print(f"10,000 pods / {len(cluster.network_policies)} policies (load {load_s:.1f} s), "
+              f"TCP/{port}")
+        ps = PolicySet.from_cluster(cluster)
+        start = time.perf_counter()
+        m = matrix(cluster, port, "TCP", ps=ps)
+        dense = m.dense()
+        full = time.perf_counter() - start
+        print(f"  classes {m.classes.shape[0]} x {m.classes.shape[1]}; "
+              f"{int(dense.sum())} of {dense.size} pairs allowed")
+        _report("full pod matrix (classes + expansion)", full, 2.0, results)
+        per_pair, all_pairs = _pairwise_seconds(cluster, ps, port, rng)
+        print(f"  pairwise evaluate: {per_pair * 1e6:.1f} us/pair, "
+              f"~{all_pairs:.0f} s for all {len(m.pods) ** 2:,} pairs")
+        del cluster, m, dense, ps
+        if not args.small_only:
+            cluster, load_s = _cluster(Path(tmp), nodes=5_000, namespaces=5_000,
+                                       pods=150_000, services=10_000, policies=10_000,
+                                       seed=args.seed)
+            port = _busiest_port(cluster)
+            print(f"150,000 pods / {len(cluster.namespaces)} namespaces / "
+                  f"{len(cluster.network_policies)} policies (load {load_s:.1f} s), "
+                  f"TCP/{port}")
+            start = time.perf_counter()
+            ps = PolicySet.from_cluster(cluster)
+            m = matrix(cluster, port, "TCP", ps=ps)
+            analysis = time.perf_counter() - start
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+            print(f"  classes {m.classes.shape[0]} x {m.classes.shape[1]}; "
+                  f"{int(m.classes.sum()):,} class pairs allowed")
+            _report("class-compressed analysis", analysis, 30.0, results)
+            ok = peak < 4.0
+            results.append(ok)
+            print(f"  {'PASS' if ok else 'FAIL'}  {'peak RSS (load + analysis)':<46} "
+                  f"{peak:>8.2f} GiB  (target < 4 GiB)")
+            pods = [p for p in cluster.pods if p.ip]
+            times = []
+            for _ in range(200):
+                a, b = rng.choice(pods), rng.choice(pods)
+                start = time.perf_counter()
+                explain(cluster, a, b, port, "TCP", ps=ps)
+                times.append(time.perf_counter() - start)
+            times.sort()
+            _report("explain one pair (p99 of 200)", times[int(len(times) * 0.99) - 1], 0.05,
+                    results, unit="ms")
+            per_pair, all_pairs = _pairwise_seconds(cluster, ps, port, rng)
+            print(f"  pairwise evaluate: {per_pair * 1e6:.1f} us/pair, "
+                  f"~{all_pairs / 3600:.0f} h for all {len(pods) ** 2:,} pairs")
+    return 1 if args.check and not all(results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
