@@ -112,11 +112,24 @@ def to_png(m: Matrix, names: list[str], fraction: np.ndarray, title: str) -> byt
     if n <= 80:
         ax.set_xticks(range(n), names, rotation=90, fontsize=8)
         ax.set_yticks(range(n), names, fontsize=8)
+    if n <= 80:  # thin lines between cells so single pods stay distinguishable
+        ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
+        ax.set_yticks(np.arange(-0.5, n, 1), minor=True)
+        ax.grid(which="minor", color="white", linewidth=0.6)
+        ax.tick_params(which="minor", length=0)
     ax.set_xlabel("destination")
     ax.set_ylabel("source")
     ax.set_title(title, fontsize=11)
-    bar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
-    bar.set_label("share of pod pairs allowed")
+    values = fraction[~np.isnan(fraction)]
+    if np.all((values == 0) | (values == 1)):
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(color="#27ae60", label="allowed"),
+                           Patch(color="#c0392b", label="denied")],
+                  loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    else:
+        bar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+        bar.set_label("share of pod pairs allowed")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
