@@ -103,7 +103,7 @@ class _Classes:
         segment = (ip.version, bisect.bisect_right(self.bounds[ip.version], int(ip)))
         if peer.pod is None:  # node traffic: its node matters for node peers
             return ("node", peer.node, segment), peer
-        return ("pod", pod.namespace, pod.labels, segment), peer
+        return ("pod", pod.namespace, pod.labels, pod.host_network, segment), peer
 
     def src(self, pod: Pod) -> int:
         key, peer = self._base(pod)
@@ -159,4 +159,4 @@ def explain(cluster: Cluster, src: Pod, dst: Pod, port: int, protocol: str = "TC
             ps: PolicySet | None = None) -> Verdict:
     """The verdict for one connection and everything that decided it."""
     ps = ps or PolicySet.from_cluster(cluster)
-    return evaluate(ps, ps.pod_peer(src), ps.pod_peer(dst), port, protocol)
+    return evaluate(ps, ps.pod_peer(src), ps.pod_peer(dst), port, protocol, explain=True)

@@ -30,6 +30,9 @@ class Side:
         self.ps = ps
         n = len(peers)
         self.is_pod = np.array([p.pod is not None for p in peers], dtype=bool)
+        # Admin policies never select hostNetwork pods, as subjects or as peers (NPAPI).
+        self.admin_pod = np.array([p.pod is not None and not p.pod.host_network
+                                   for p in peers], dtype=bool)
         self.namespaces = sorted({p.pod.namespace for p in peers if p.pod is not None})
         ns_index = {ns: i for i, ns in enumerate(self.namespaces)}
         self.ns_id = np.array([ns_index[p.pod.namespace] if p.pod is not None else -1
@@ -137,10 +140,10 @@ class Side:
             if peer.empty:
                 return self.none if action == ACCEPT else self.all
             if peer.namespaces is not None:
-                return self.in_namespaces(peer.namespaces)
+                return self.in_namespaces(peer.namespaces) & self.admin_pod
             if peer.pods is not None:
                 return self.in_namespaces(peer.pods.namespaces) & \
-                    self.pods_matching(peer.pods.pods)
+                    self.pods_matching(peer.pods.pods) & self.admin_pod
             if peer.nodes is not None:
                 return np.array([p.is_node and peer.nodes.matches(p.node_labels)
                                  for p in self.peers], dtype=bool)
