@@ -16,16 +16,16 @@ import networkx as nx
 from netsim.topology import CLOUD_LB, EXTERNAL, UNDERLAY, Interface, edge_ends
 from netsim.topology_png import PNG_MAX_HOSTS, PNG_MAX_PODS, to_png
 from netsim.topology_read import (
-    _count,
-    _device_text,
-    _host_veth,
-    _hosts,
-    _overlay,
-    _overlay_text,
-    _pod_ips,
-    _pods_of,
-    _shown_devices,
-    _unattached,
+    count,
+    device_text,
+    host_ids,
+    host_veth,
+    overlay_node,
+    overlay_text,
+    pod_ips,
+    pods_of,
+    shown_devices,
+    unattached,
 )
 
 if TYPE_CHECKING:
@@ -149,14 +149,14 @@ def _node_lines(graph: nx.Graph, node: str) -> list[str]:
     d = graph.nodes[node]
     kind = d["kind"]
     if kind == "host":
-        return [d["name"], *d["addresses"], *map(_device_text, _shown_devices(d)), *d["pod_blocks"]]
+        return [d["name"], *d["addresses"], *map(device_text, shown_devices(d)), *d["pod_blocks"]]
     if kind == "pod":
         tag = " (hostNetwork)" if d["host_network"] else ""
-        return [f"{d['namespace']}/{d['name']}", _pod_ips(d) + tag]
+        return [f"{d['namespace']}/{d['name']}", pod_ips(d) + tag]
     if kind == "network":
         return ["underlay", *d["cidrs"]]
     if kind == "overlay":
-        return [_overlay_text(graph, node)]
+        return [overlay_text(graph, node)]
     if kind == "external":
         return ["external client", *d["addresses"]]
     return ["cloud load balancer", *d["addresses"]]
@@ -182,14 +182,14 @@ def to_dot(graph: nx.Graph) -> str:
         '  edge [fontname="Helvetica", fontsize=8];',
     ]
     in_cluster = set()
-    for host in _hosts(graph):
+    for host in host_ids(graph):
         name = graph.nodes[host]["name"]
         lines += [
             f"  subgraph {_q('cluster_' + name)} {{",
             f'    label={_q(name)}; style=rounded; color="#3a6ea5";',
             _dot_node(graph, host, "    "),
         ]
-        for pod in _pods_of(graph, host):
+        for pod in pods_of(graph, host):
             lines.append(_dot_node(graph, pod, "    "))
             in_cluster.add(pod)
         lines.append("  }")
@@ -208,7 +208,7 @@ def to_dot(graph: nx.Graph) -> str:
 
 
 def _more(count: int, noun: str) -> str:
-    return "… " + _count(count, f"more {noun}")
+    return "… " + count(count, f"more {noun}")
 
 
 def to_tree(graph: nx.Graph, *, max_hosts: int | None = 50, max_pods: int | None = 30) -> Tree:
@@ -228,17 +228,17 @@ def to_tree(graph: nx.Graph, *, max_hosts: int | None = 50, max_pods: int | None
             (f"  {graph.graph.get('cni', '')} {graph.graph.get('mode', '')}", "dim"),
         )
     )
-    hosts = _hosts(graph)
+    hosts = host_ids(graph)
     for host in hosts[:max_hosts]:
         _tree_host(graph, root.add(_host_text(graph.nodes[host])), host, max_pods)
     if max_hosts is not None and len(hosts) > max_hosts:
         root.add(Text(_more(len(hosts) - max_hosts, "host"), style="dim"))
-    pending = _unattached(graph)
+    pending = unattached(graph)
     if pending:
         branch = root.add(Text(f"unscheduled ({len(pending)})", style="yellow"))
         for pod in pending[:max_pods]:
             d = graph.nodes[pod]
-            branch.add(Text(f"{d['namespace']}/{d['name']}  {_pod_ips(d)}"))
+            branch.add(Text(f"{d['namespace']}/{d['name']}  {pod_ips(d)}"))
         if max_pods is not None and len(pending) > max_pods:
             branch.add(Text(_more(len(pending) - max_pods, "pod"), style="dim"))
     for line in _outside_lines(graph):
@@ -250,8 +250,8 @@ def _host_text(host: dict) -> Any:
     from rich.text import Text
 
     parts = [(host["name"], "bold cyan"), "  ", ", ".join(host["addresses"]) or "no IP"]
-    for iface in _shown_devices(host):
-        parts += ["  ", (_device_text(iface), "magenta")]
+    for iface in shown_devices(host):
+        parts += ["  ", (device_text(iface), "magenta")]
     if host["pod_blocks"]:
         parts += ["  ", ("blocks ", "dim"), ", ".join(host["pod_blocks"])]
     return Text.assemble(*parts)
@@ -260,12 +260,12 @@ def _host_text(host: dict) -> Any:
 def _tree_host(graph: nx.Graph, branch: Tree, host: str, max_pods: int | None) -> None:
     from rich.text import Text
 
-    pods = _pods_of(graph, host)
+    pods = pods_of(graph, host)
     for pod in pods[:max_pods]:
         d = graph.nodes[pod]
-        veth = _host_veth(graph, pod, host)
+        veth = host_veth(graph, pod, host)
         where = ("hostNetwork", "yellow") if veth is None else (veth, "green")
-        branch.add(Text.assemble(f"{d['namespace']}/{d['name']}  ", _pod_ips(d), "  ", where))
+        branch.add(Text.assemble(f"{d['namespace']}/{d['name']}  ", pod_ips(d), "  ", where))
     if max_pods is not None and len(pods) > max_pods:
         branch.add(Text(_more(len(pods) - max_pods, "pod"), style="dim"))
 
@@ -274,16 +274,16 @@ def _outside_lines(graph: nx.Graph) -> list:
     from rich.text import Text
 
     lines = []
-    overlay = _overlay(graph)
+    overlay = overlay_node(graph)
     if overlay:
-        lines.append(Text.assemble(("overlay ", "bold"), _overlay_text(graph, overlay)))
+        lines.append(Text.assemble(("overlay ", "bold"), overlay_text(graph, overlay)))
     if EXTERNAL in graph:
         d = graph.nodes[EXTERNAL]
         lines.append(
             Text.assemble(
                 ("external ", "bold"),
                 ", ".join(d["addresses"]),
-                f"  reaches {_count(len(d['services']), 'exposed service')}",
+                f"  reaches {count(len(d['services']), 'exposed service')}",
             )
         )
     if CLOUD_LB in graph:

@@ -17,16 +17,16 @@ import networkx as nx
 
 from netsim.topology import CLOUD_LB, EXTERNAL, UNDERLAY
 from netsim.topology_read import (
-    _count,
-    _device_text,
-    _host_veth,
-    _hosts,
-    _overlay,
-    _overlay_text,
-    _pod_ips,
-    _pods_of,
-    _shown_devices,
-    _unattached,
+    count,
+    device_text,
+    host_ids,
+    host_veth,
+    overlay_node,
+    overlay_text,
+    pod_ips,
+    pods_of,
+    shown_devices,
+    unattached,
 )
 
 if TYPE_CHECKING:
@@ -78,10 +78,10 @@ def _pod_box(graph: nx.Graph, pod: str, host: str | None) -> _Box:
     d = graph.nodes[pod]
     if d["host_network"]:
         return _Box(
-            (_clip(f"{d['namespace']}/{d['name']}"), f"{_pod_ips(d)} hostNetwork"), "hostnet"
+            (_clip(f"{d['namespace']}/{d['name']}"), f"{pod_ips(d)} hostNetwork"), "hostnet"
         )
-    veth = _host_veth(graph, pod, host) if host else None
-    second = f"{_pod_ips(d)}  {veth}" if veth else _pod_ips(d)
+    veth = host_veth(graph, pod, host) if host else None
+    second = f"{pod_ips(d)}  {veth}" if veth else pod_ips(d)
     return _Box(
         (_clip(f"{d['namespace']}/{d['name']}"), _clip(second)), "pod" if host else "pending"
     )
@@ -96,7 +96,7 @@ def _summary_boxes(graph: nx.Graph, pods: list[str], limit: int = 10) -> tuple[_
     lines = [f"{_clip(ns, _NAME_CHARS - 6)}: {n}" for ns, n in ranked[:limit]]
     if len(ranked) > limit:
         rest = sum(n for _, n in ranked[limit:])
-        lines.append(f"{_count(len(ranked) - limit, 'more namespace')}: {rest}")
+        lines.append(f"{count(len(ranked) - limit, 'more namespace')}: {rest}")
     return (_Box(("pods by namespace", *lines), "summary"),)
 
 
@@ -104,7 +104,7 @@ def _host_column(graph: nx.Graph, host: str, aggregate: bool) -> _Column:
     d = graph.nodes[host]
     lines = [
         ", ".join(d["addresses"]) or "no IP",
-        *(_clip(_device_text(i)) for i in _shown_devices(d)),
+        *(_clip(device_text(i)) for i in shown_devices(d)),
     ]
     blocks = list(d["pod_blocks"])
     if blocks:
@@ -112,10 +112,10 @@ def _host_column(graph: nx.Graph, host: str, aggregate: bool) -> _Column:
         lines.append("pods " + ", ".join(blocks[:2]) + more)
     if d["roles"] or d["zone"]:
         lines.append(" · ".join([*d["roles"], *([f"zone {d['zone']}"] if d["zone"] else [])]))
-    pods = _pods_of(graph, host)
+    pods = pods_of(graph, host)
     if aggregate:
         boxes = _summary_boxes(graph, pods)
-        lines.append(_count(len(pods), "pod"))
+        lines.append(count(len(pods), "pod"))
     else:
         boxes = tuple(_pod_box(graph, p, host) for p in reversed(pods))
     return _Column(d["name"], tuple(lines), boxes)
@@ -123,12 +123,12 @@ def _host_column(graph: nx.Graph, host: str, aggregate: bool) -> _Column:
 
 def _scene(graph: nx.Graph, cluster: Cluster | None) -> _Scene:
     """Decide what the picture shows; aggregate past ~12 hosts or ~150 pods."""
-    hosts = _hosts(graph)
+    hosts = host_ids(graph)
     pod_count = sum(1 for _, kind in graph.nodes(data="kind") if kind == "pod")
     aggregate = len(hosts) > PNG_MAX_HOSTS or pod_count > PNG_MAX_PODS
     shown = hosts[:PNG_MAX_HOSTS]
     columns = [_host_column(graph, h, aggregate) for h in shown]
-    pending = _unattached(graph)
+    pending = unattached(graph)
     if pending:
         boxes = (
             _summary_boxes(graph, pending)
@@ -136,25 +136,25 @@ def _scene(graph: nx.Graph, cluster: Cluster | None) -> _Scene:
             else tuple(_pod_box(graph, p, None) for p in reversed(pending))
         )
         columns.append(
-            _Column("unscheduled", (_count(len(pending), "pod"), "no node yet"), boxes, "pending")
+            _Column("unscheduled", (count(len(pending), "pod"), "no node yet"), boxes, "pending")
         )
     caption = None
     if len(hosts) > len(shown):
         hidden = hosts[len(shown) :]
-        hidden_pods = sum(len(_pods_of(graph, h)) for h in hidden)
-        caption = f"{len(hidden)} more hosts ({_count(hidden_pods, 'pod')}) not shown"
-    overlay = _overlay(graph)
+        hidden_pods = sum(len(pods_of(graph, h)) for h in hidden)
+        caption = f"{len(hidden)} more hosts ({count(hidden_pods, 'pod')}) not shown"
+    overlay = overlay_node(graph)
     ext = graph.nodes[EXTERNAL] if EXTERNAL in graph else None
     lb = graph.nodes[CLOUD_LB] if CLOUD_LB in graph else None
     return _Scene(
         title=_title(graph, cluster, len(hosts), pod_count),
         underlay="underlay  " + ", ".join(graph.nodes[UNDERLAY]["cidrs"]),
         columns=tuple(columns),
-        overlay=_overlay_text(graph, overlay) if overlay else None,
+        overlay=overlay_text(graph, overlay) if overlay else None,
         external=(
             "external client",
             *ext["addresses"],
-            _count(len(ext["services"]), "exposed service"),
+            count(len(ext["services"]), "exposed service"),
         )
         if ext
         else None,
@@ -174,9 +174,9 @@ def _title(graph: nx.Graph, cluster: Cluster | None, hosts: int, pods: int) -> s
     parts = [f"{graph.graph.get('cni', '?')} ({graph.graph.get('mode', '?')})"]
     if cluster is not None:
         parts.append(f"kube-proxy {cluster.settings.proxy_mode}")
-    parts.append(f"{_count(hosts, 'host')}, {_count(pods, 'pod')}")
+    parts.append(f"{count(hosts, 'host')}, {count(pods, 'pod')}")
     if cluster is not None:
-        parts.append(_count(len(cluster.services), "service"))
+        parts.append(count(len(cluster.services), "service"))
     return "  ·  ".join(parts)
 
 

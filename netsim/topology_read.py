@@ -1,7 +1,7 @@
 """What the topology renderers read off the graph: hosts, their pods, devices and labels.
 
 Shared by the text renderers (netsim.topology_export) and the picture (netsim.topology_png);
-the names stay private to those two modules.
+nothing else needs them.
 """
 
 from __future__ import annotations
@@ -11,22 +11,22 @@ import networkx as nx
 from netsim.topology import Interface
 
 
-def _hosts(graph: nx.Graph) -> list[str]:
+def host_ids(graph: nx.Graph) -> list[str]:
     return [n for n, kind in graph.nodes(data="kind") if kind == "host"]
 
 
-def _pods_of(graph: nx.Graph, host: str) -> list[str]:
+def pods_of(graph: nx.Graph, host: str) -> list[str]:
     """The pods attached to a host (veth or hostNetwork), by namespace and name."""
     pods = [n for n in graph.adj[host] if graph.nodes[n]["kind"] == "pod"]
     return sorted(pods, key=lambda p: (graph.nodes[p]["namespace"], graph.nodes[p]["name"]))
 
 
-def _unattached(graph: nx.Graph) -> list[str]:
+def unattached(graph: nx.Graph) -> list[str]:
     """Pods with no network namespace yet: unscheduled, or bound to a node we don't have."""
     return [n for n, d in graph.nodes(data=True) if d["kind"] == "pod" and not graph.adj[n]]
 
 
-def _overlay(graph: nx.Graph) -> str | None:
+def overlay_node(graph: nx.Graph) -> str | None:
     return next((n for n, kind in graph.nodes(data="kind") if kind == "overlay"), None)
 
 
@@ -36,7 +36,7 @@ def _bare(address: str) -> str:
     return ip if prefix in ("32", "128", "") else address
 
 
-def _shown_devices(host: dict) -> list[Interface]:
+def shown_devices(host: dict) -> list[Interface]:
     """The CNI's own devices on a host worth showing: addressed ones and the tunnel device."""
     out = []
     for iface in host["interfaces"]:
@@ -48,20 +48,20 @@ def _shown_devices(host: dict) -> list[Interface]:
     return out
 
 
-def _device_text(iface: Interface) -> str:
+def device_text(iface: Interface) -> str:
     return " ".join([iface.name, *map(_bare, iface.addresses)])
 
 
-def _host_veth(graph: nx.Graph, pod: str, host: str) -> str | None:
+def host_veth(graph: nx.Graph, pod: str, host: str) -> str | None:
     edge = graph.edges[pod, host]
     return edge["ifaces"][1] if edge["kind"] == "veth" else None
 
 
-def _pod_ips(pod: dict) -> str:
+def pod_ips(pod: dict) -> str:
     return ", ".join(pod["ips"]) or "no IP"
 
 
-def _overlay_text(graph: nx.Graph, node: str) -> str:
+def overlay_text(graph: nx.Graph, node: str) -> str:
     o = graph.nodes[node]
     parts = [f"{o['protocol'].upper()} overlay", f"dev {o['device']}", o["transport"]]
     if o["port"]:
@@ -75,5 +75,5 @@ def _overlay_text(graph: nx.Graph, node: str) -> str:
     return ", ".join(parts)
 
 
-def _count(n: int, noun: str) -> str:
+def count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -156,14 +156,19 @@ def _v1_port(p: Fields) -> AdminPort:
         return AdminPort(n.enum("protocol", PROTOCOLS, default=TCP), port, port)
     if p.has("portRange"):
         n = p.sub("portRange")
-        start, end = n.int("start", required=True, lo=1, hi=65535), \
-            n.int("end", required=True, lo=1, hi=65535)
-        if start >= end:
-            raise n.error("end", f"must be greater than start ({start})")
-        return AdminPort(n.enum("protocol", PROTOCOLS, default=TCP), start, end)
+        return AdminPort(n.enum("protocol", PROTOCOLS, default=TCP), *_range(n))
     if p.has("namedPort"):
         return AdminPort(None, name=p.str("namedPort"))
     raise p.error(None, "must set one of portNumber, portRange or namedPort")
+
+
+def _range(f: Fields) -> tuple[int, int]:
+    """A port range's start and end (start must be below end, as the CRDs validate)."""
+    start = f.int("start", required=True, lo=1, hi=65535)
+    end = f.int("end", required=True, lo=1, hi=65535)
+    if start >= end:
+        raise f.error("end", f"must be greater than start ({start})")
+    return start, end
 
 
 def _v2_port(p: Fields) -> AdminPort:
@@ -176,12 +181,7 @@ def _v2_port(p: Fields) -> AdminPort:
                 n = dest.int("number", lo=1, hi=65535)
                 return AdminPort(key.upper(), n, n)
             if dest.has("range"):
-                rng = dest.sub("range")
-                start, end = rng.int("start", required=True, lo=1, hi=65535), \
-                    rng.int("end", required=True, lo=1, hi=65535)
-                if start >= end:
-                    raise rng.error("end", f"must be greater than start ({start})")
-                return AdminPort(key.upper(), start, end)
+                return AdminPort(key.upper(), *_range(dest.sub("range")))
             return AdminPort(key.upper())
     raise p.error(None, "must set one of tcp, udp, sctp or destinationNamedPort")
 
