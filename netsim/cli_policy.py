@@ -98,7 +98,9 @@ def cmd_reach(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
 
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
+    widest = max((len(n) for n in names), default=0)
+    needed = widest + 8 + sum(len(str(j + 1)) + 2 for j in range(len(names)))
+    console = Console(highlight=False, width=max(needed, 100))
     full = dense if dense is not None else m.dense() if len(m.pods) <= 5000 else None
     if full is not None:
         console.print(reach_views.summary(m, full))

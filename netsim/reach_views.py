@@ -32,7 +32,7 @@ def grid(m: Matrix, dense: np.ndarray) -> Table:
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
     table.add_column("from \\ to", no_wrap=True)
     for j in range(len(m.pods)):
-        table.add_column(str(j + 1), justify="center", no_wrap=True)
+        table.add_column(str(j + 1), justify="center", no_wrap=True, min_width=len(str(j + 1)))
     for i, pod in enumerate(m.pods):
         cells = [Text(ALLOWED, style="green") if dense[i, j] else Text(DENIED, style="bold red")
                  for j in range(len(m.pods))]
@@ -69,7 +69,7 @@ def grouped_table(names: list[str], allowed: np.ndarray, total: np.ndarray) -> T
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("from \\ to", no_wrap=True)
     for j in range(len(names)):
-        table.add_column(str(j + 1), justify="center", no_wrap=True)
+        table.add_column(str(j + 1), justify="center", no_wrap=True, min_width=len(str(j + 1)))
     for i, name in enumerate(names):
         cells = []
         for j in range(len(names)):
