@@ -44,6 +44,7 @@ class Settings:
     nodes: int = 3  # how many nodes to create when the input holds none
     mesh: bool = False
     host_network_policy: str = "node"
+    kernel_nfacct: bool = True  # the kernel has the nfacct counters kube-proxy probes for
     source: Source | None = None
     flags: tuple[str, ...] = ()  # fields set by command-line flags, for error messages
 
@@ -84,5 +85,6 @@ def parse_settings(f: Fields, source: Source | None = None) -> Settings:
         mesh=spec.sub("mesh").bool("enabled", default=False),
         host_network_policy=spec.sub("networkPolicy").enum("hostNetwork", HOST_NETWORK_MODES,
                                                            default="node"),
+        kernel_nfacct=spec.sub("kernel").bool("nfacct", default=True),
         source=source,
     )

@@ -1,0 +1,1 @@
+"""kube-proxy: compile Services and EndpointSlices into iptables and IPVS state per node."""
