@@ -87,8 +87,9 @@ def service_ports(cluster: Cluster, fam: str = IPV4) -> list[ServicePortInfo]:
         ip = next((c for c in s.cluster_ips if family(c) == fam), None)
         if ip is None or s.type == "ExternalName" or s.headless:
             continue
-        etp_local = s.type in ("NodePort", "LoadBalancer") and \
-            s.external_traffic_policy == "Local"
+        # ExternalPolicyLocal: externally accessible (NodePort, LoadBalancer, or ClusterIP
+        # with externalIPs; the parser sets the policy only then) and Local.
+        etp_local = s.external_traffic_policy == "Local"
         for p in s.ports:
             out.append(ServicePortInfo(
                 namespace=s.namespace, service=s.name, port_name=p.name or "",
