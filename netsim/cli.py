@@ -217,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     from netsim import cli_proxy
 
     cli_proxy.register(sub, cluster)
+    cli_proxy.register_iptables(sub)
 
     gen = sub.add_parser("generate", help="write a realistic synthetic cluster as JSON "
                          "(benchmarks, capacity planning)")

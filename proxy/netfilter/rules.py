@@ -104,8 +104,8 @@ class RuleParser:
             return self._parse_rule(chain, words, start, line, raw, counters)
         except Unsupported as err:
             if self.strict:
-                raise self.error(line, f"unsupported {err} (use strict=False to keep such rules "
-                                 "as opaque)") from None
+                raise self.error(line, f"unsupported {err} (lenient parsing keeps such rules, "
+                                 "never matching)") from None
             reason = f"unsupported {err}"
             self.opaque.append(OpaqueRule(self.table, chain, line, raw, reason))
             return [Rule(self.table, chain, line, raw, self.family, counters=counters,
