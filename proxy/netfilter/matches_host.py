@@ -368,3 +368,54 @@ class NfacctMatch(Match):
             return False
         return True
 
+
+
+@register(MATCHES, "rpfilter")
+@frozen
+class RpfilterMatch(Match):
+    """xt_rpfilter: would the reply to this packet leave by the interface it came in on?
+
+    Answered with the context's route function (no routes: reported, never matches).
+    --loose accepts any route back; --accept-local accepts sources that are local addresses;
+    --validmark (use the mark in the lookup) has no effect here, as routes ignore marks.
+    """
+
+    name: ClassVar[str] = "rpfilter"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("loose", nargs=0),
+        Option("validmark", nargs=0),
+        Option("accept-local", nargs=0),
+        Option("invert", nargs=0),
+    )
+    hooks: ClassVar[frozenset[str] | None] = frozenset({"PREROUTING"})
+    loose: bool = False
+    validmark: bool = False
+    accept_local: bool = False
+    invert: bool = False
+
+    @classmethod
+    def build(cls, given: list[Given], facts: RuleFacts) -> RpfilterMatch:
+        names = {item.name for item in given}
+        return cls("loose" in names, "validmark" in names, "accept-local" in names,
+                   "invert" in names)
+
+    def save(self, family: int) -> str:
+        return words("--loose" if self.loose else "", "--validmark" if self.validmark else "",
+                     "--accept-local" if self.accept_local else "",
+                     "--invert" if self.invert else "")
+
+    def test(self, w) -> bool:
+        from .packet import Packet
+
+        route = w.ctx.route
+        if route is None:
+            w.runtime_unsupported("-m rpfilter: no routes given in the context")
+            return False
+        p = w.p
+        if self.accept_local and w.ctx.is_local(p.src):
+            passed = True
+        else:
+            back = route(Packet(src=p.dst, dst=p.src, protocol=p.proto))
+            passed = back is not None and (self.loose or p.in_iface is None
+                                           or back == p.in_iface)
+        return passed != self.invert

@@ -350,9 +350,20 @@ def test_calico_policy_uses_the_selector_ipset(source, in_iface, verdict, decide
     if verdict == "ACCEPT":
         assert "filter:cali-pi-_kXWz8Gg1Yd3QhGf2oE9:rule:1" in heads
         assert branch.packet.src == source  # inside the pools: cali-nat-outgoing does not NAT
-    if in_iface == WEB_IFACE:  # felix's rpfilter check is reported, not guessed
-        assert "raw:cali-PREROUTING:unsupported:4" in heads
-        assert branch.unsupported
+    if in_iface == WEB_IFACE:  # without routes felix's rpfilter check is reported, not guessed
+        assert any("rpfilter: no routes" in u for u in branch.unsupported)
+
+
+# felix drops workload packets whose source would not be routed back out of the same cali veth
+@pytest.mark.parametrize(("in_iface", "verdict"), [(WEB_IFACE, "ACCEPT"), (CART_IFACE, "DROP")])
+def test_calico_rpfilter_drops_spoofed_workload_sources(in_iface, verdict):
+    routes = {"10.244.1.5": WEB_IFACE, "10.244.1.8": CART_IFACE}
+    ctx = replace(calico_ctx(), route=lambda p: routes.get(p.dst, "eth0"))
+    packet = tcp("10.244.1.5", "10.244.1.8", 8080, in_iface=in_iface, out_iface=CART_IFACE)
+    [branch] = traverse(ruleset("node-w1.save"), packet, "forward", ctx)
+    assert branch.verdict.kind == verdict and not branch.unsupported
+    if verdict == "DROP":
+        assert "rpfilter --validmark --invert" in branch.verdict.by.text
 
 
 def test_calico_nat_outgoing_masquerades_pod_traffic_leaving_the_pools():
