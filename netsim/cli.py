@@ -214,10 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_policy.register(sub, cluster)
     cli_policy.register_conformance(sub)
-    from netsim import cli_proxy
+    from netsim import cli_proxy, cli_routes
 
     cli_proxy.register(sub, cluster)
     cli_proxy.register_iptables(sub)
+    cli_routes.register(sub, cluster)
 
     gen = sub.add_parser("generate", help="write a realistic synthetic cluster as JSON "
                          "(benchmarks, capacity planning)")
