@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from netsim import __version__
+from netsim.cli_io import write_output
 from netsim.cluster import Cluster, load
 from netsim.errors import InputError
 from netsim.settings import CALICO_ENCAPSULATIONS, CILIUM_ROUTING_MODES, CNIS, PROXY_MODES
@@ -148,13 +149,13 @@ def cmd_topology(args: argparse.Namespace) -> int:
     if fmt == "png":
         data = topology_export.to_png(graph)
         out = Path(args.out or "topology.png")
-        out.write_bytes(data)
+        write_output(str(out), data, "--out")
         print(f"wrote {out} ({len(data) // 1024} KiB)", file=sys.stderr)
         return 0
     text = {"json": topology_export.to_json, "dot": topology_export.to_dot,
             "graphml": topology_export.to_graphml}[fmt](graph)
     if args.out:
-        Path(args.out).write_text(text)
+        write_output(args.out, text, "--out")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
@@ -173,7 +174,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                     services=args.services, policies=args.policies, seed=args.seed)
     text = json.dumps(data, separators=(",", ":"))
     if args.out:
-        Path(args.out).write_text(text)
+        write_output(args.out, text, "--out")
         print(f"wrote {args.out}: {len(data['items'])} objects", file=sys.stderr)
     else:
         print(text)

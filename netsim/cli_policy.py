@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from netsim.cli_io import write_output
 from netsim.cluster import Cluster
 from netsim.errors import InputError
 from netsim.model import PROTOCOLS, Pod
@@ -93,7 +94,7 @@ def cmd_reach(args: argparse.Namespace) -> int:
         title = f"{args.protocol}/{args.port} reachability ({len(m.pods)} pods, by {by})"
         data = reach_views.to_png(m, names, fraction, title)
         out = Path(args.out or "reach.png")
-        out.write_bytes(data)
+        write_output(str(out), data, "--out")
         print(f"wrote {out} ({len(data) // 1024} KiB)", file=sys.stderr)
         return 0
     from rich.console import Console
@@ -114,7 +115,7 @@ def cmd_reach(args: argparse.Namespace) -> int:
 
 def _write(args: argparse.Namespace, text: str) -> None:
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        write_output(args.out, text + "\n", "--out")
     else:
         print(text)
 
@@ -221,7 +222,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     from netsim.conformance.runner import SUITES, run_suite
 
     suites = SUITES if args.suite == "all" else (args.suite,)
-    failed, total, report, xml_parts = 0, 0, [], []
+    failed, total, report = 0, 0, []
+    xml_parts: list = []
     for suite in suites:
         results = run_suite(suite, set(args.case) if args.case else None)
         if args.case and not results:
@@ -236,10 +238,9 @@ def cmd_conformance(args: argparse.Namespace) -> int:
                 status = "PASS" if r.passed else "FAIL"
                 detail = r.failure if r.failure else ", ".join(r.probes)
                 print(f"{status}  {suite}/{r.name}  {detail}")
-        xml_parts.append(junit_xml(suite, results))
+        xml_parts.append((suite, results))
     if args.junit:
-        Path(args.junit).write_text(xml_parts[0] if len(xml_parts) == 1 else
-                                    "".join(xml_parts))
+        write_output(args.junit, junit_xml(xml_parts), "--junit")
     if args.output == "json":
         print(json.dumps({"passed": total - failed, "failed": failed, "cases": report},
                          indent=2))

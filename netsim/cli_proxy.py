@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from netsim.cli_io import read_input_text
 from netsim.errors import InputError
 from netsim.model import IPV4, IPV6, family
 
@@ -101,16 +102,6 @@ def register_iptables(sub: Any) -> None:
     trace.set_defaults(func=cmd_iptables_trace)
 
 
-def _read(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    try:
-        return open(path, encoding="utf-8").read()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", obj="command line",
-                         field=path) from None
-
-
 def cmd_iptables_trace(args: argparse.Namespace) -> int:
     import json
 
@@ -118,7 +109,8 @@ def cmd_iptables_trace(args: argparse.Namespace) -> int:
     from proxy import netfilter
 
     flow = parse_flow(args.packet)
-    ruleset = netfilter.parse_ruleset(_read(args.save), args.save, strict=not args.lenient)
+    ruleset = netfilter.parse_ruleset(read_input_text(args.save, "--save"), args.save,
+                                      strict=not args.lenient)
     interfaces: dict[str, list[str]] = {}
     for item in args.iface:
         name, sep, addr = item.partition("=")
@@ -126,7 +118,13 @@ def cmd_iptables_trace(args: argparse.Namespace) -> int:
             raise InputError(f"must be NAME=ADDR, got {item!r}", obj="command line",
                              field="--iface")
         interfaces.setdefault(name, []).append(addr)
-    ipsets = netfilter.parse_ipset_save(_read(args.ipsets)) if args.ipsets else None
+    ipsets = None
+    if args.ipsets:
+        try:
+            ipsets = netfilter.parse_ipset_save(read_input_text(args.ipsets, "--ipsets"))
+        except ValueError as exc:
+            raise InputError(f"{args.ipsets}: not ipset save/list output: {exc}",
+                             obj="command line", field="--ipsets") from None
     try:
         mark = int(args.mark, 0)
     except ValueError:
