@@ -157,7 +157,10 @@ class Fields:
         return tuple(values)
 
     def ip(self, key: str, *, required: bool = False) -> str | None:
+        """An IP address; an empty string means unset, as the API server reads it."""
         value = self.str(key, required=required)
+        if value == "" and not required:
+            return None
         return None if value is None else self.check_ip(key, value)
 
     def check_ip(self, key: str, value: str) -> str:

@@ -28,7 +28,8 @@ def _drop_empty(d: dict) -> dict:
 def metadata(meta: Meta) -> dict:
     return _drop_empty({
         "name": meta.name, "namespace": meta.namespace, "uid": meta.uid,
-        "creationTimestamp": meta.created, "labels": dict(meta.labels),
+        "creationTimestamp": meta.created, "deletionTimestamp": meta.deleted,
+        "labels": dict(meta.labels),
         "annotations": dict(meta.annotations),
     })
 

@@ -29,6 +29,7 @@ class Meta:
     annotations: FrozenDict = EMPTY
     uid: str | None = None
     created: str | None = None
+    deleted: str | None = None  # metadata.deletionTimestamp: the object is terminating
     source: Source | None = None
 
     @property
@@ -478,7 +479,7 @@ class IngressClass(ClusterScoped):
 class KubeProxyConfiguration:
     """The kubeproxy.config.k8s.io/v1alpha1 fields netsim reads; `raw` keeps the rest."""
 
-    mode: str = "iptables"
+    mode: str = ""  # as written; empty means kube-proxy's default (iptables)
     cluster_cidrs: tuple[str, ...] = ()
     masquerade_all: bool = False
     masquerade_bit: int = 14

@@ -47,10 +47,14 @@ class Settings:
     kernel_nfacct: bool = True  # the kernel has the nfacct counters kube-proxy probes for
     source: Source | None = None
     flags: tuple[str, ...] = ()  # fields set by command-line flags, for error messages
+    proxy_mode_set: bool = False  # the NetsimConfig named a proxy mode
 
     def override(self, **changes: object) -> Settings:
         """Settings with CLI flags applied (None means "flag not given")."""
         given = {k: v for k, v in changes.items() if v is not None}
+        if given.get("cni") == "cilium" and "proxy_mode" not in given \
+                and not self.proxy_mode_set:
+            given["proxy_mode"] = "none"  # Cilium replaces kube-proxy unless told otherwise
         return dataclasses.replace(self, **given, flags=self.flags + tuple(given))
 
 
@@ -83,6 +87,7 @@ def parse_settings(f: Fields, source: Source | None = None) -> Settings:
         node_port_range=(lo, hi),
         nodes=spec.int("nodes", default=3, lo=1, hi=100_000),
         mesh=spec.sub("mesh").bool("enabled", default=False),
+        proxy_mode_set=proxy.has("mode"),
         host_network_policy=spec.sub("networkPolicy").enum("hostNetwork", HOST_NETWORK_MODES,
                                                            default="node"),
         kernel_nfacct=spec.sub("kernel").bool("nfacct", default=True),

@@ -141,7 +141,10 @@ def _objects(data: Any, source: Source, node: Any) -> Iterator[RawDoc]:
             if not isinstance(item, dict):
                 raise InputError(f"must be a mapping, got {type(item).__name__}",
                                  source=item_source)
-            yield RawDoc(item, item_source)
+            if item.get("kind") == "List":  # kubectl flattens nested Lists
+                yield from _objects(item, item_source, None)
+            else:
+                yield RawDoc(item, item_source)
         return
     yield RawDoc(data, source)
 

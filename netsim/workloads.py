@@ -65,10 +65,14 @@ def expand(workloads: Iterable[Workload], pods: Iterable[Pod], nodes: tuple[Node
     ReplicaSet) names it as owner, as in a `kubectl get -A` dump.
     """
     workloads = list(workloads)
-    owned = {(p.namespace, p.owner.kind, p.owner.name) for p in pods if p.owner}
-    owned |= {(w.namespace, w.owner.kind, w.owner.name) for w in workloads if w.owner}
     owners = {(w.namespace, w.name): w.owner for w in workloads
               if w.meta.kind == "ReplicaSet" and w.owner}
+    owned = {(p.namespace, p.owner.kind, p.owner.name) for p in pods if p.owner}
+    owned |= {(w.namespace, w.owner.kind, w.owner.name) for w in workloads if w.owner}
+    # A Deployment's Pods may come without their ReplicaSet (kubectl get deploy,pods):
+    # the pod-template-hash names the Deployment they belong to.
+    owned |= {(p.namespace, *top.split("/", 1)) for p in pods if p.owner
+              for top in (workload_of(p, owners),) if top}
     out: list[Pod] = []
     for w in workloads:
         if (w.namespace, w.meta.kind, w.name) in owned:

@@ -1101,7 +1101,7 @@ def test_kube_proxy_configuration(load_text):
     assert kp.cluster_cidrs == ("10.244.0.0/16", "fd00:10:244::/56")  # comma-separated
     assert kp.masquerade_bit == 14  # KubeProxyIPTablesConfiguration default
     assert kp.masquerade_all
-    assert kp.mode == "iptables"  # an empty mode means iptables on Linux
+    assert kp.mode == ""  # kept unset; proxy.kube_proxy.options resolves it (iptables)
 
 
 def test_kube_proxy_masquerade_bit_and_mode(load_text):

@@ -27,11 +27,12 @@ def parse_meta(f: Fields, kind: str, *, namespaced: bool, dns_label: bool = Fals
     m.obj = ref
     return Meta(kind=kind, name=name, namespace=namespace, labels=m.labels("labels"),
                 annotations=m.string_map("annotations"), uid=m.str("uid"),
-                created=_timestamp(m), source=f.source)
+                created=_timestamp(m, "creationTimestamp"),
+                deleted=_timestamp(m, "deletionTimestamp"), source=f.source)
 
 
-def _timestamp(m: Fields) -> str | None:
-    value = m.data.get("creationTimestamp")
+def _timestamp(m: Fields, key: str) -> str | None:
+    value = m.data.get(key)
     return None if value is None else str(value)
 
 

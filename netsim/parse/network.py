@@ -177,7 +177,7 @@ def parse_kube_proxy_configuration(f: Fields) -> KubeProxyConfiguration:
     for i, a in enumerate(addresses):
         if a != "primary":
             f.cidr(f"nodePortAddresses[{i}]", a, strict=True)
-    mode = f.enum("mode", PROXY_MODES, default="") or "iptables"
+    mode = f.enum("mode", PROXY_MODES, default="")  # "": not set (kube-proxy: iptables)
     return KubeProxyConfiguration(
         mode=mode,
         cluster_cidrs=cidrs,

@@ -79,13 +79,13 @@ def parse_pod(f: Fields) -> Pod:
     meta = parse_meta(f, "Pod", namespaced=True)
     spec, status = f.sub("spec"), f.sub("status")
     template = parse_pod_spec(spec, meta.labels, meta.annotations)
-    ips = tuple(status.check_ip(f"podIPs[{i}].ip", p.str("ip", required=True))
-                for i, p in enumerate(status.items("podIPs")))
-    if not ips and status.has("podIP"):
+    ips = tuple(status.check_ip(f"podIPs[{i}].ip", p.str("ip"))
+                for i, p in enumerate(status.items("podIPs")) if p.str("ip"))
+    if not ips and status.ip("podIP"):
         ips = (status.ip("podIP"),)
-    host_ips = tuple(status.check_ip(f"hostIPs[{i}].ip", p.str("ip", required=True))
-                     for i, p in enumerate(status.items("hostIPs")))
-    if not host_ips and status.has("hostIP"):
+    host_ips = tuple(status.check_ip(f"hostIPs[{i}].ip", p.str("ip"))
+                     for i, p in enumerate(status.items("hostIPs")) if p.str("ip"))
+    if not host_ips and status.ip("hostIP"):
         host_ips = (status.ip("hostIP"),)
     phase = status.enum("phase", ("Pending", "Running", "Succeeded", "Failed", "Unknown"),
                         default="Running")

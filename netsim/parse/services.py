@@ -145,7 +145,9 @@ def _service_ports(spec: Fields, svc_type: str, headless: bool) -> tuple[Service
             port=p.int("port", required=True, lo=1, hi=65535),
             protocol=p.enum("protocol", PROTOCOLS, default=TCP),
             name=name,
-            target_port=p.int_or_str("targetPort"),
+            # SetDefaults_Service: an unset, zero or empty targetPort means the port itself
+            target_port=None if p.data.get("targetPort") in (0, "") else
+            p.int_or_str("targetPort"),
             node_port=p.int("nodePort", lo=1, hi=65535),
             app_protocol=p.str("appProtocol"),
         )

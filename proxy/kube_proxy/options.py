@@ -53,9 +53,7 @@ def options_for(cluster: Cluster, node_name: str, fam: str = IPV4,
     cidrs = kp.cluster_cidrs if kp and kp.cluster_cidrs else ()
     cidr = next((c for c in cidrs if family(c.split("/")[0]) == fam), None)
     detect = (kp.detect_local_mode if kp else "") or ("ClusterCIDR" if cidr else "")
-    chosen = mode or (kp.mode if kp else None) or cluster.settings.proxy_mode
-    if chosen in ("none", "kernelspace", "nftables"):
-        chosen = "iptables" if mode is None else chosen
+    chosen = _mode(cluster, mode)
     addresses = tuple(a for a in (kp.node_port_addresses if kp else ())
                       if a == "primary" or family(a.split("/")[0]) == fam)
     return KubeProxyOptions(
@@ -70,3 +68,22 @@ def options_for(cluster: Cluster, node_name: str, fam: str = IPV4,
         ipvs_strict_arp=kp.ipvs_strict_arp if kp else False,
         nfacct=cluster.settings.kernel_nfacct,
     )
+
+
+def _mode(cluster: Cluster, flag: str | None) -> str:
+    """--mode, then --proxy-mode, then the KubeProxyConfiguration's, then the NetsimConfig's."""
+    settings, kp = cluster.settings, cluster.kube_proxy
+    if flag:
+        return flag
+    if "proxy_mode" in settings.flags or not (kp and kp.mode):
+        chosen = settings.proxy_mode
+    else:
+        chosen = kp.mode
+    if chosen == "none":
+        raise InputError("no kube-proxy runs on this cluster (proxy mode none: Cilium's "
+                         "kube-proxy replacement); --mode iptables|ipvs shows what kube-proxy "
+                         "would program", obj="command line", field="--mode")
+    if chosen not in ("iptables", "ipvs"):
+        raise InputError(f"kube-proxy mode {chosen!r} is not emulated; --mode iptables|ipvs",
+                         obj="command line", field="--mode")
+    return chosen

@@ -1,0 +1,110 @@
+"""Inputs real clusters produce that once went wrong: each row states the Kubernetes fact."""
+
+from __future__ import annotations
+
+import pytest
+
+from netsim.cli import main
+from netsim.errors import InputError
+from proxy.kube_proxy.options import options_for
+from tests.helpers import config, load_yaml, node
+
+DEPLOY = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: nginx}]}
+---
+"""
+
+
+def test_deployment_pods_without_their_replicaset_are_not_expanded_again(capsys, tmp_path):
+    # `kubectl get deploy,pods -o yaml` has the Pods but not the ReplicaSet between them.
+    source = tmp_path / "deploy.yaml"
+    source.write_text(DEPLOY)
+    assert main(["get", "pods", "-o", "yaml", "-q", "-f", str(source)]) == 0
+    pods = tmp_path / "pods.yaml"
+    pods.write_text(capsys.readouterr().out)
+    assert main(["get", "pods", "-o", "name", "-q", "-f", str(pods), "-f", str(source)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_a_list_inside_a_list_is_flattened():
+    cluster = load_yaml("""
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: List
+  items:
+  - {apiVersion: v1, kind: Namespace, metadata: {name: inner}}
+""")
+    assert cluster.namespace("inner") is not None
+    assert not any("skipped" in w for w in cluster.warnings)
+
+
+@pytest.mark.parametrize("target", ["0", '""'])
+def test_zero_or_empty_target_port_defaults_to_the_port(target):
+    # SetDefaults_Service: targetPort 0 or "" becomes the port.
+    cluster = load_yaml(node("a") + f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: s}}
+spec: {{ports: [{{port: 8080, targetPort: {target}}}]}}
+""")
+    assert cluster.service("default", "s").ports[0].target == 8080
+
+
+def test_empty_pod_ip_strings_mean_unset():
+    cluster = load_yaml(node("a") + """
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec: {nodeName: a, containers: [{name: c}]}
+status: {podIP: "", hostIP: "", podIPs: [{ip: ""}]}
+""")
+    pod = cluster.pod("default", "p")
+    assert pod.ip and pod.addressed  # netsim's IPAM filled it
+
+
+def test_deletion_timestamp_survives_the_yaml_round_trip(capsys, tmp_path):
+    path = tmp_path / "pod.yaml"
+    path.write_text(node("a") + """
+apiVersion: v1
+kind: Pod
+metadata: {name: p, deletionTimestamp: "2026-01-01T00:00:00Z"}
+spec: {nodeName: a, containers: [{name: c}]}
+status: {podIP: 10.244.0.5}
+""")
+    assert main(["get", "pods", "p", "-o", "yaml", "-f", str(path)]) == 0
+    assert "deletionTimestamp: '2026-01-01T00:00:00Z'" in capsys.readouterr().out
+
+
+KPC = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n{mode}---\n"
+
+
+@pytest.mark.parametrize(("kpc_mode", "overrides", "flag", "expected"), [
+    ("", {}, None, "iptables"),  # nothing set: kube-proxy's default
+    ("mode: ipvs\n", {}, None, "ipvs"),  # the KubeProxyConfiguration's mode
+    ("", {"proxy_mode": "ipvs"}, None, "ipvs"),  # --proxy-mode beats an unset mode
+    ("mode: iptables\n", {"proxy_mode": "ipvs"}, None, "ipvs"),  # flags beat documents
+    ("mode: ipvs\n", {"proxy_mode": "ipvs"}, "iptables", "iptables"),  # --mode beats all
+])
+def test_proxy_mode_precedence(kpc_mode, overrides, flag, expected):
+    cluster = load_yaml(node("a") + KPC.format(mode=kpc_mode), overrides=overrides)
+    assert options_for(cluster, "a", mode=flag).mode == expected
+
+
+def test_cilium_has_no_kube_proxy_unless_asked():
+    cluster = load_yaml(node("a"), overrides={"cni": "cilium"})
+    assert cluster.settings.proxy_mode == "none"
+    with pytest.raises(InputError, match="no kube-proxy runs on this cluster"):
+        options_for(cluster, "a")
+    assert options_for(cluster, "a", mode="iptables").mode == "iptables"
+    explicit = load_yaml(node("a") + config("proxy: {mode: ipvs}"), overrides={"cni": "cilium"})
+    assert explicit.settings.proxy_mode == "ipvs"
