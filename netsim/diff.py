@@ -51,11 +51,21 @@ def connections(cluster: Cluster, port: int, protocol: str,
     index = {w: i for i, w in enumerate(names)}
     group = np.array([index[w] for w in workloads], dtype=np.int64)
     reach = np.zeros((len(names), len(names)), dtype=bool)
-    for i in range(len(m.pods)):
-        row = m.row(i) & listening
-        row[i] = False
-        if row.any():
-            reach[group[i], np.unique(group[row])] = True
+    for row, sources in m.rows_by_class():
+        hit_pods = np.flatnonzero(row & listening)
+        if not hit_pods.size:
+            continue
+        hit_groups, first, counts = np.unique(group[hit_pods], return_index=True,
+                                              return_counts=True)
+        for g in np.unique(group[sources]):
+            targets = hit_groups
+            k = np.searchsorted(hit_groups, g)
+            if k < hit_groups.size and hit_groups[k] == g and counts[k] == 1:
+                # the only listener of its own workload: a pod reaching itself does not count
+                members = sources[group[sources] == g]
+                if not (members != hit_pods[first[k]]).any():
+                    targets = hit_groups[hit_groups != g]
+            reach[g, targets] = True
     return {(names[a], names[b]) for a, b in zip(*np.nonzero(reach), strict=True)}
 
 

@@ -50,6 +50,21 @@ class Matrix:
             vec |= self.node_peer_of == self.node_of[i]
         return vec
 
+    def rows_by_class(self):
+        """(row, sources) pairs covering every pod once: pods whose row depends only on their
+        source class share one row (self cells are the caller's to mask); pods next to node
+        traffic get their own exact row. Aggregations loop over classes, not pods."""
+        hosts = set(self.node_of[self.node_peer_of >= 0].tolist())
+        special = (self.node_peer_of >= 0) | np.isin(self.node_of, list(hosts))
+        for i in np.flatnonzero(special):
+            yield self.row(int(i)), np.array([i])
+        plain = np.flatnonzero(~special)
+        order = plain[np.argsort(self.src_class[plain], kind="stable")]
+        classes = self.src_class[order]
+        starts = np.flatnonzero(np.r_[True, classes[1:] != classes[:-1]])
+        for a, b in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+            yield self.classes[classes[a], self.dst_class], order[a:b]
+
     def dense(self) -> np.ndarray:
         """The whole pods x pods matrix (for clusters small enough to print)."""
         m = self.classes[np.ix_(self.src_class, self.dst_class)]

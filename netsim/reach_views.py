@@ -57,10 +57,11 @@ def grouped(m: Matrix, by: str = "workload") -> tuple[list[str], np.ndarray, np.
         index[groups[name]] = g
     size = np.bincount(index, minlength=len(names))
     allowed = np.zeros((len(names), len(names)), dtype=np.int64)
-    for i in range(len(m.pods)):
-        row = m.row(i)
-        row[i] = False
-        allowed[index[i]] += np.bincount(index[row], minlength=len(names))
+    for row, sources in m.rows_by_class():
+        counts = np.bincount(index[row], minlength=len(names))
+        np.add.at(allowed, index[sources], counts)
+        # a pod's pair with itself is not a pair: take back the self cells the row allowed
+        np.add.at(allowed, (index[sources], index[sources]), -row[sources].astype(np.int64))
     total = np.outer(size, size) - np.diag(size)
     return names, allowed, total
 
