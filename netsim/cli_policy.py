@@ -71,6 +71,10 @@ def cmd_reach(args: argparse.Namespace) -> int:
             raise InputError(f"no namespace {unknown[0]!r} in the cluster", obj="command line",
                              field="-n")
     m = matrix(cluster, _port(args), args.protocol, namespaces)
+    if args.output in ("json", "csv") and len(m.pods) > reach_views.DENSE_LIMIT:
+        raise InputError(f"{len(m.pods)} pods make a {len(m.pods)}x{len(m.pods)} matrix; "
+                         "narrow it with -n NS, or use -o table/png (grouped)",
+                         obj="command line", field="-o")
     if args.output == "json":
         _write(args, json.dumps(m.as_json()))
         return 0
@@ -80,6 +84,10 @@ def cmd_reach(args: argparse.Namespace) -> int:
     by = args.group_by
     if by == "auto":
         by = "pod" if len(m.pods) <= reach_views.GRID_LIMIT else "workload"
+    if by == "pod" and len(m.pods) > reach_views.DENSE_LIMIT:
+        raise InputError(f"{len(m.pods)} pods are too many to show one by one; use "
+                         "--group-by workload|namespace or -n NS", obj="command line",
+                         field="--group-by")
     if by == "pod":
         dense = m.dense()
         names = m.keys
@@ -99,6 +107,13 @@ def cmd_reach(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
 
+    if by != "pod" and len(names) > reach_views.GROUP_GRID_LIMIT:
+        Console(highlight=False, width=200).print(
+            f"{len(names)} {by}s: too many for a grid; per source {by}, how many {by}s it "
+            f"reaches for every pod pair, for some, for none (-n NS narrows, -o png draws)")
+        Console(highlight=False, width=200).print(
+            reach_views.group_summary(names, allowed, total))
+        return 0
     widest = max((len(n) for n in names), default=0)
     needed = widest + 8 + sum(len(str(j + 1)) + 2 for j in range(len(names)))
     console = Console(highlight=False, width=max(needed, 100))

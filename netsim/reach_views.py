@@ -16,6 +16,8 @@ from policies.engine import DirectionVerdict, Verdict
 
 ALLOWED, DENIED, PARTIAL = ".", "X", "~"  # policy-assistant's truth-table symbols
 GRID_LIMIT = 40  # pods: above this the table groups
+GROUP_GRID_LIMIT = 120  # groups: above this each source group gets a summary line instead
+DENSE_LIMIT = 20_000  # pods: above this a pods x pods matrix (-o json|csv) is refused
 
 
 def summary(m: Matrix, dense: np.ndarray) -> str:
@@ -83,6 +85,21 @@ def grouped_table(names: list[str], allowed: np.ndarray, total: np.ndarray) -> T
             else:
                 cells.append(Text(PARTIAL, style="yellow"))
         table.add_row(Text(f"{i + 1:>3} {name}"), *cells)
+    return table
+
+
+def group_summary(names: list[str], allowed: np.ndarray, total: np.ndarray) -> Table:
+    """One line per source group: how many groups it reaches fully, partly or not at all."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("FROM", "ALL PAIRS ALLOWED", "SOME", "NONE"):
+        table.add_column(column, no_wrap=True)
+    pairs = total > 0
+    full = (allowed == total) & pairs
+    some = (allowed > 0) & (allowed < total)
+    none = (allowed == 0) & pairs
+    for i, name in enumerate(names):
+        table.add_row(name, str(int(full[i].sum())), str(int(some[i].sum())),
+                      str(int(none[i].sum())))
     return table
 
 

@@ -135,3 +135,23 @@ spec:
 def test_reach_bad_arguments(capsys, argv):
     code, _, err = run(capsys, *argv, "-f", str(SHOP))
     assert code == 2 and err.startswith("error: command line:")
+
+
+def test_reach_refuses_matrices_too_big_to_print_and_summarises_many_groups(capsys,
+                                                                            monkeypatch):
+    from netsim import reach_views
+
+    monkeypatch.setattr(reach_views, "DENSE_LIMIT", 10)
+    code, _, err = run(capsys, "reach", "-f", str(SHOP), "-o", "json")
+    assert code == 2 and "16 pods make a 16x16 matrix" in err
+    code, _, err = run(capsys, "reach", "-f", str(SHOP), "--group-by", "pod")
+    assert code == 2 and "--group-by" in err
+    monkeypatch.setattr(reach_views, "GROUP_GRID_LIMIT", 3)
+    code, out, _ = run(capsys, "reach", "-f", str(SHOP), "--port", "8080",
+                       "--group-by", "namespace")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("5 namespaces: too many for a grid")
+    # shop's egress allows DNS and its named flows, none of them on 8080 (examples/README.md):
+    # from shop, no namespace (shop included) is reachable on 8080.
+    shop = next(line.split() for line in lines if line.startswith("shop "))
+    assert shop[1:] == ["0", "0", "5"]
