@@ -377,6 +377,15 @@ class CommentMatch(Match):
 
 
 @register(MATCHES, "mark")
+def mark_option(given: list[Given], match: str) -> tuple[int, int, bool]:
+    """(value, mask, invert) of the --mark option that the mark and connmark matches share."""
+    item = one(given, "mark")
+    if item is None:
+        raise ExtensionError(f"{match} match needs --mark")
+    value, mask = parse_markmask(item.args[0])
+    return value, mask, item.invert
+
+
 @frozen
 class MarkMatch(Match):
     name: ClassVar[str] = "mark"
@@ -387,11 +396,7 @@ class MarkMatch(Match):
 
     @classmethod
     def build(cls, given: list[Given], facts: RuleFacts) -> MarkMatch:
-        item = one(given, "mark")
-        if item is None:
-            raise ExtensionError("mark match needs --mark")
-        value, mask = parse_markmask(item.args[0])
-        return cls(value, mask, item.invert)
+        return cls(*mark_option(given, "mark"))
 
     def save(self, family: int) -> str:
         return f"{inv(self.invert)}--mark {hexmark(self.value, self.mask)}"

@@ -18,13 +18,12 @@ from .ext import (
     inv,
     one,
     parse_address,
-    parse_markmask,
     parse_port_range,
     parse_uint,
     register,
     words,
 )
-from .matches import Match
+from .matches import Match, mark_option
 
 # conntrack states in the order iptables-save prints them (libxt_conntrack print_state)
 CT_STATES = ("INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT")
@@ -203,11 +202,7 @@ class ConnmarkMatch(Match):
 
     @classmethod
     def build(cls, given: list[Given], facts: RuleFacts) -> ConnmarkMatch:
-        item = one(given, "mark")
-        if item is None:
-            raise ExtensionError("connmark match needs --mark")
-        value, mask = parse_markmask(item.args[0])
-        return cls(value, mask, item.invert)
+        return cls(*mark_option(given, "connmark"))
 
     def save(self, family: int) -> str:
         return f"{inv(self.invert)}--mark {hexmark(self.value, self.mask)}"
