@@ -376,7 +376,6 @@ class CommentMatch(Match):
         return True
 
 
-@register(MATCHES, "mark")
 def mark_option(given: list[Given], match: str) -> tuple[int, int, bool]:
     """(value, mask, invert) of the --mark option that the mark and connmark matches share."""
     item = one(given, "mark")
@@ -386,6 +385,7 @@ def mark_option(given: list[Given], match: str) -> tuple[int, int, bool]:
     return value, mask, item.invert
 
 
+@register(MATCHES, "mark")
 @frozen
 class MarkMatch(Match):
     name: ClassVar[str] = "mark"
