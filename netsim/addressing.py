@@ -387,17 +387,14 @@ def address_services(services: list[Service], pools: Pools, settings: Settings) 
             changes["ip_families"] = fams
         if s.type != "ExternalName" and not s.headless and not s.cluster_ips:
             changes["cluster_ips"] = tuple(_pick_ip(s, pools.service[f], used_ips) for f in fams)
-        if s.type in ("NodePort", "LoadBalancer"):
-            ports = tuple(
-                replace(p, node_port=_pick_port(s, p.protocol, used_ports, settings, p.name))
-                if p.node_port is None and (s.type == "NodePort"
-                                            or s.allocate_load_balancer_node_ports) else p
-                for p in s.ports)
+        if s.type in ("NodePort", "LoadBalancer") and (
+                s.type == "NodePort" or s.allocate_load_balancer_node_ports):
+            ports = _node_ports(s, used_ports, settings)
             if ports != s.ports:
                 changes["ports"] = ports
         if (s.type == "LoadBalancer" and s.external_traffic_policy == "Local"
                 and s.health_check_node_port is None):
-            changes["health_check_node_port"] = _pick_port(s, "TCP", used_ports, settings,
+            changes["health_check_node_port"] = _pick_port(s, used_ports, settings,
                                                            "health")
         if s.type == "LoadBalancer" and not s.load_balancer_ingress:
             ip = s.load_balancer_ip or next(lb_free, None)
@@ -464,35 +461,49 @@ def _pick_ip(s: Service, net: Network, used: set[str]) -> str:
                      obj=f"Service {s.key}", field="spec.clusterIP")
 
 
-def _used_node_ports(services: list[Service], settings: Settings) -> set[tuple[int, str]]:
+def _used_node_ports(services: list[Service], settings: Settings) -> set[int]:
+    """NodePorts the input gives. The allocator is one per cluster, by port number: one
+    Service may use a number for several protocols, two Services may not share it."""
     lo, hi = settings.node_port_range
-    used: dict[tuple[int, str], Service] = {}
+    used: dict[int, Service] = {}
     for s in services:
-        ports = [(f"spec.ports[{i}].nodePort", p.node_port, p.protocol)
+        ports = [(f"spec.ports[{i}].nodePort", p.node_port)
                  for i, p in enumerate(s.ports) if p.node_port]
         if s.health_check_node_port:
-            ports.append(("spec.healthCheckNodePort", s.health_check_node_port, "TCP"))
-        for path, port, proto in ports:
+            ports.append(("spec.healthCheckNodePort", s.health_check_node_port))
+        for path, port in ports:
             where = dict(source=s.meta.source, obj=f"Service {s.key}", field=path)
             if not lo <= port <= hi:
                 raise InputError(f"{port} is not in the valid range {lo}-{hi}", **where)
-            if (port, proto) in used and used[port, proto] is not s:
-                raise InputError(f"{port}/{proto} is already allocated to Service "
-                                 f"{used[port, proto].key}", **where)
-            used[port, proto] = s
+            if port in used and used[port] is not s:
+                raise InputError(f"provided port {port} is already allocated to Service "
+                                 f"{used[port].key}", **where)
+            used[port] = s
     return set(used)
 
 
-def _pick_port(s: Service, protocol: str, used: set[tuple[int, str]], settings: Settings,
-               salt: str | None) -> int:
+def _node_ports(s: Service, used: set[int], settings: Settings) -> tuple:
+    """Fill missing nodePorts; ports with the same number share one (initNodePorts)."""
+    by_number = {p.port: p.node_port for p in s.ports if p.node_port}
+    out = []
+    for p in s.ports:
+        if p.node_port is None:
+            if p.port not in by_number:
+                by_number[p.port] = _pick_port(s, used, settings, str(p.port))
+            p = replace(p, node_port=by_number[p.port])
+        out.append(p)
+    return tuple(out)
+
+
+def _pick_port(s: Service, used: set[int], settings: Settings, salt: str) -> int:
     lo, hi = settings.node_port_range
     size = hi - lo + 1
     band = _static_band(size, 16, 128, 32)
-    start = _seed(f"{s.key}/{salt}/{protocol}") % max(size - band, 1)
+    start = _seed(f"{s.key}/{salt}") % max(size - band, 1)
     for step in range(size):
         port = lo + (band + start + step) % size
-        if (port, protocol) not in used:
-            used.add((port, protocol))
+        if port not in used:
+            used.add(port)
             return port
     raise InputError(f"no free NodePort in {lo}-{hi}", source=s.meta.source,
                      obj=f"Service {s.key}", field="spec.ports")

@@ -190,3 +190,36 @@ spec: {clusterIP: 172.30.5.9, ports: [{port: 80}]}
     assert cluster.addressing.pod_cidrs == ("100.64.0.0/16",)
     assert cluster.addressing.service_cidrs == ("172.30.0.0/16",)
     assert any("inferred" in note for note in cluster.addressing.inferred)
+
+
+def test_a_services_ports_with_the_same_number_share_one_node_port():
+    # kube-apiserver initNodePorts: one nodePort per service port number (TCP and UDP 53).
+    text = CALICO_NO_ENCAP + node("a") + """
+apiVersion: v1
+kind: Service
+metadata: {name: dns}
+spec:
+  type: NodePort
+  selector: {app: dns}
+  ports: [{name: udp, port: 53, protocol: UDP}, {name: tcp, port: 53, protocol: TCP},
+          {name: metrics, port: 9153}]
+"""
+    ports = load_yaml(text).service("default", "dns").ports
+    assert ports[0].node_port == ports[1].node_port != ports[2].node_port
+
+
+def test_node_ports_are_allocated_by_number_across_protocols():
+    # The NodePort allocator is per number: another Service may not take 30080 for UDP.
+    text = CALICO_NO_ENCAP + node("a") + """
+apiVersion: v1
+kind: Service
+metadata: {name: a}
+spec: {type: NodePort, ports: [{port: 80, nodePort: 30080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b}
+spec: {type: NodePort, ports: [{port: 80, protocol: UDP, nodePort: 30080}]}
+"""
+    with pytest.raises(InputError, match="provided port 30080 is already allocated"):
+        load_yaml(text)
