@@ -293,7 +293,9 @@ def address_pods(pods: list[Pod], nodes: list[Node], pools: Pools,
         alloc = _BlockAllocator(pool, prefix, walk=calico, skip_edges=not calico)
         _adopt_existing(alloc, pods, nodes, fam, pool, pools, calico)
         for n in sorted(nodes, key=lambda n: n.name):  # tunnel / router address first
-            if not calico or tunnels:
+            # Calico's IPv6 tunnels are VXLAN only (IPIP is IPv4-only): no v6 tunl0 address
+            if not calico or (tunnels and (fam == IPV4
+                                           or "VXLAN" in settings.calico_encapsulation)):
                 ip = _annotated_tunnel_ip(node_by_name[n.name], fam, pool)
                 if ip is not None:
                     alloc.used.add(int(ipaddress.ip_address(ip)))

@@ -223,3 +223,12 @@ spec: {type: NodePort, ports: [{port: 80, protocol: UDP, nodePort: 30080}]}
 """
     with pytest.raises(InputError, match="provided port 30080 is already allocated"):
         load_yaml(text)
+
+
+@pytest.mark.parametrize(("encapsulation", "v6_tunnel"), [("IPIP", False), ("VXLAN", True)])
+def test_ipv6_tunnel_addresses_only_with_vxlan(encapsulation, v6_tunnel):
+    text = config(f"podCIDRs: [10.10.0.0/16, 'fd00:10::/56']\n"
+                  f"serviceCIDRs: [10.20.0.0/16, 'fd00:20::/112']\n"
+                  f"cni: {{name: calico, calico: {{encapsulation: {encapsulation}}}}}") + node("a")
+    tunnels = load_yaml(text).addressing.tunnel_ips["a"]
+    assert [":" in ip for ip in tunnels] == ([False, True] if v6_tunnel else [False])
