@@ -22,6 +22,7 @@ from netsim.errors import InputError
 from netsim.fields import EMPTY, FrozenDict
 from netsim.model import IPV4, IPV6, Node, NodeAddress, Pod, Service, family
 from netsim.settings import (
+    DEFAULT_LB_CIDRS,
     DEFAULT_NODE_CIDRS,
     DEFAULT_POD_CIDRS,
     DEFAULT_SERVICE_CIDRS,
@@ -380,7 +381,7 @@ def address_services(services: list[Service], pools: Pools, settings: Settings) 
     """clusterIPs, NodePorts, health-check ports and LoadBalancer addresses where missing."""
     used_ips = _used_cluster_ips(services, pools)
     used_ports = _used_node_ports(services, settings)
-    lb_free = _lb_addresses(services, settings)
+    lb_free = {fam: _lb_addresses(services, settings, fam) for fam in (IPV4, IPV6)}
     out = []
     for s in sorted(services, key=lambda s: s.key):
         changes: dict = {}
@@ -399,7 +400,8 @@ def address_services(services: list[Service], pools: Pools, settings: Settings) 
             changes["health_check_node_port"] = _pick_port(s, used_ports, settings,
                                                            "health")
         if s.type == "LoadBalancer" and not s.load_balancer_ingress:
-            ip = s.load_balancer_ip or next(lb_free, None)
+            fam = (changes.get("ip_families") or s.ip_families or (pools.families[0],))[0]
+            ip = s.load_balancer_ip or next(lb_free[fam], None)
             if ip is not None:
                 changes["load_balancer_ingress"] = (ip,)
         out.append(replace(s, addressed=True, **changes) if changes else s)
@@ -511,8 +513,12 @@ def _pick_port(s: Service, used: set[int], settings: Settings, salt: str) -> int
                      obj=f"Service {s.key}", field="spec.ports")
 
 
-def _lb_addresses(services: list[Service], settings: Settings) -> Iterator[str]:
+def _lb_addresses(services: list[Service], settings: Settings, fam: str) -> Iterator[str]:
+    """The emulated cloud's free addresses of one family (its configured pools of that
+    family, else the default one)."""
     taken = {ip for s in services for ip in s.load_balancer_ingress} | \
         {s.load_balancer_ip for s in services if s.load_balancer_ip}
-    for cidr in settings.load_balancer_cidrs:
+    cidrs = [c for c in settings.load_balancer_cidrs if family(c.split("/")[0]) == fam] or \
+        [c for c in DEFAULT_LB_CIDRS if family(c.split("/")[0]) == fam]
+    for cidr in cidrs:
         yield from _hosts(ipaddress.ip_network(cidr), taken, skip=1)

@@ -22,7 +22,7 @@ HOST_NETWORK_MODES = ("node", "pod")
 DEFAULT_POD_CIDRS = {"IPv4": "10.244.0.0/16", "IPv6": "fd00:10:244::/56"}
 DEFAULT_SERVICE_CIDRS = {"IPv4": "10.96.0.0/12", "IPv6": "fd00:10:96::/112"}
 DEFAULT_NODE_CIDRS = {"IPv4": "172.18.0.0/16", "IPv6": "fc00:f853:ccd:e793::/64"}
-DEFAULT_LB_CIDRS = ("198.18.0.0/24",)
+DEFAULT_LB_CIDRS = ("198.18.0.0/24", "2001:db8:18::/120")  # benchmark/documentation ranges
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,3 +232,15 @@ def test_ipv6_tunnel_addresses_only_with_vxlan(encapsulation, v6_tunnel):
                   f"cni: {{name: calico, calico: {{encapsulation: {encapsulation}}}}}") + node("a")
     tunnels = load_yaml(text).addressing.tunnel_ips["a"]
     assert [":" in ip for ip in tunnels] == ([False, True] if v6_tunnel else [False])
+
+
+def test_load_balancer_addresses_follow_the_service_family():
+    text = config("podCIDRs: ['fd00:10::/56']\nserviceCIDRs: ['fd00:20::/112']") + node("a") + """
+apiVersion: v1
+kind: Service
+metadata: {name: lb6}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+"""
+    lb = load_yaml(text).service("default", "lb6")
+    assert lb.ip_families == ("IPv6",)
+    assert lb.load_balancer_ingress == ("2001:db8:18::1",)
