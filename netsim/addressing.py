@@ -399,7 +399,8 @@ def address_services(services: list[Service], pools: Pools, settings: Settings) 
                 and s.health_check_node_port is None):
             changes["health_check_node_port"] = _pick_port(s, used_ports, settings,
                                                            "health")
-        if s.type == "LoadBalancer" and not s.load_balancer_ingress:
+        if s.type == "LoadBalancer" and not s.load_balancer_ingress \
+                and not s.load_balancer_hostnames:
             fam = (changes.get("ip_families") or s.ip_families or (pools.families[0],))[0]
             ip = s.load_balancer_ip or next(lb_free[fam], None)
             if ip is not None:

@@ -130,8 +130,10 @@ def service(s: Service) -> dict:
         spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": s.affinity_timeout}}
     if s.type == "LoadBalancer" and not s.allocate_load_balancer_node_ports:
         spec["allocateLoadBalancerNodePorts"] = False
-    status = {"loadBalancer": {"ingress": [{"ip": ip} for ip in s.load_balancer_ingress]}
-              if s.load_balancer_ingress else {}}
+    ingress = [{"ip": ip, **({"ipMode": "Proxy"} if ip in s.load_balancer_proxied else {})}
+               for ip in s.load_balancer_ingress]
+    ingress += [{"hostname": h} for h in s.load_balancer_hostnames]
+    status = {"loadBalancer": {"ingress": ingress} if ingress else {}}
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata(s.meta), "spec": spec,
             "status": status}
 

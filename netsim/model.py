@@ -340,6 +340,8 @@ class Service(Namespaced):
     load_balancer_ip: str | None = None
     load_balancer_source_ranges: tuple[str, ...] = ()
     load_balancer_ingress: tuple[str, ...] = ()  # status.loadBalancer.ingress[].ip
+    load_balancer_hostnames: tuple[str, ...] = ()  # ingress entries with a hostname (ELB)
+    load_balancer_proxied: tuple[str, ...] = ()  # ingress IPs with ipMode: Proxy
     load_balancer_class: str | None = None
     health_check_node_port: int | None = None
     publish_not_ready_addresses: bool = False

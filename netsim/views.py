@@ -98,7 +98,8 @@ def service_row(c: Cluster, s: Service, wide: bool) -> tuple[str, ...]:
         cluster_ip, external = NONE, s.external_name or NONE
     else:
         cluster_ip = "None" if s.headless else (",".join(s.cluster_ips) or NONE)
-        ips = list(s.load_balancer_ingress) + list(s.external_ips)
+        ips = list(s.load_balancer_ingress) + list(s.load_balancer_hostnames) + \
+            list(s.external_ips)
         external = ",".join(ips) if ips else ("<pending>" if s.type == "LoadBalancer" else NONE)
     ports = ",".join(f"{p.port}:{p.node_port}/{p.protocol}" if p.node_port
                      else f"{p.port}/{p.protocol}" for p in s.ports) or NONE

@@ -108,3 +108,32 @@ def test_cilium_has_no_kube_proxy_unless_asked():
     assert options_for(cluster, "a", mode="iptables").mode == "iptables"
     explicit = load_yaml(node("a") + config("proxy: {mode: ipvs}"), overrides={"cni": "cilium"})
     assert explicit.settings.proxy_mode == "ipvs"
+
+
+LB_STATUS = node("a", ip="172.18.0.3") + """
+apiVersion: v1
+kind: Service
+metadata: {name: lb}
+spec: {type: LoadBalancer, selector: {app: x}, ports: [{port: 80, nodePort: 30080}]}
+status: {loadBalancer: {ingress: [INGRESS]}}
+"""
+
+
+def test_a_hostname_load_balancer_gets_no_invented_address(capsys, tmp_path):
+    # AWS ELBs report a hostname, not an IP: kubectl shows it as EXTERNAL-IP.
+    path = tmp_path / "lb.yaml"
+    path.write_text(LB_STATUS.replace("INGRESS", "{hostname: a1.elb.example.com}"))
+    assert main(["get", "svc", "lb", "-f", str(path)]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[3] == "a1.elb.example.com"
+
+
+def test_kube_proxy_skips_load_balancer_ips_in_proxy_mode():
+    # ipMode: Proxy means the load balancer itself forwards to the nodes (KEP-1860).
+    from proxy.kube_proxy.serviceports import service_ports
+
+    cluster = load_yaml(LB_STATUS.replace("INGRESS", "{ip: 203.0.113.9, ipMode: Proxy}"))
+    assert cluster.service("default", "lb").load_balancer_ingress == ("203.0.113.9",)
+    assert service_ports(cluster)[0].lb_ips == ()
+    vip = load_yaml(LB_STATUS.replace("INGRESS", "{ip: 203.0.113.9}"))
+    assert service_ports(vip)[0].lb_ips == ("203.0.113.9",)

@@ -56,11 +56,16 @@ def parse_service(f: Fields) -> Service:
         if not _DNS_NAME.match(external_name) or len(external_name) > 253:
             raise spec.error("externalName", f"must be a DNS name, got {external_name!r}")
     selector = spec.labels("selector") or None
-    lb_ingress = []
+    lb_ingress, lb_hostnames, lb_proxied = [], [], []
     for i, ing in enumerate(status.sub("loadBalancer").items("ingress")):
         if ing.has("ip"):
-            lb_ingress.append(ing.check_ip("ip", ing.str("ip")))
-        elif not ing.has("hostname"):
+            ip = ing.check_ip("ip", ing.str("ip"))
+            lb_ingress.append(ip)
+            if ing.enum("ipMode", ("VIP", "Proxy"), default="VIP") == "Proxy":
+                lb_proxied.append(ip)  # the load balancer proxies: kube-proxy skips this IP
+        elif ing.has("hostname"):
+            lb_hostnames.append(ing.str("hostname"))
+        else:
             raise status.error(f"loadBalancer.ingress[{i}]", "needs an ip or a hostname")
     return Service(
         meta=meta,
@@ -81,6 +86,8 @@ def parse_service(f: Fields) -> Service:
         load_balancer_ip=spec.ip("loadBalancerIP") if spec.data.get("loadBalancerIP") else None,
         load_balancer_source_ranges=spec.cidr_list("loadBalancerSourceRanges"),
         load_balancer_ingress=tuple(lb_ingress),
+        load_balancer_hostnames=tuple(lb_hostnames),
+        load_balancer_proxied=tuple(lb_proxied),
         load_balancer_class=spec.str("loadBalancerClass"),
         health_check_node_port=spec.int("healthCheckNodePort", lo=1, hi=65535),
         publish_not_ready_addresses=spec.bool("publishNotReadyAddresses"),

@@ -96,7 +96,8 @@ def service_ports(cluster: Cluster, fam: str = IPV4) -> list[ServicePortInfo]:
                 protocol=p.protocol.lower(), cluster_ip=ip, port=p.port,
                 node_port=p.node_port or 0,
                 external_ips=tuple(e for e in s.external_ips if family(e) == fam),
-                lb_ips=tuple(e for e in s.load_balancer_ingress if family(e) == fam)
+                lb_ips=tuple(e for e in s.load_balancer_ingress if family(e) == fam
+                             and e not in s.load_balancer_proxied)
                 if s.type == "LoadBalancer" else (),
                 source_ranges=tuple(r.strip() for r in s.load_balancer_source_ranges
                                     if family(r.split("/")[0]) == fam)
