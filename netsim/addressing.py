@@ -151,6 +151,10 @@ def choose_pools(settings: Settings, nodes: Iterable[Node], pods: Iterable[Pod],
 def _check_overlaps(pools: dict[str, dict[str, Network]], explicit: dict[str, dict],
                     settings: Settings) -> None:
     for a, b in (("pod", "service"), ("pod", "node"), ("service", "node")):
+        if b == "node" and not explicit["node"]:
+            # An inferred node CIDR only spans the nodes' own addresses (a VPC's, say); it
+            # is no pool to keep pods and Services out of.
+            continue
         for fam, net in pools[a].items():
             other = pools[b].get(fam)
             if other is not None and net.overlaps(other):

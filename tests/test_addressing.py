@@ -244,3 +244,18 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
     lb = load_yaml(text).service("default", "lb6")
     assert lb.ip_families == ("IPv6",)
     assert lb.load_balancer_ingress == ("2001:db8:18::1",)
+
+
+def test_nodes_spread_over_a_wide_range_do_not_clash_with_pod_addresses():
+    # Nodes in a VPC-wide 10/8 and pods in 10.244/16: a real, valid layout.
+    text = node("a", ip="10.0.1.5") + node("b", ip="10.250.3.4") + \
+        pod("p", node_name="a", ip="10.244.1.7")
+    cluster = load_yaml(text)
+    assert cluster.pod("default", "p").ip == "10.244.1.7"
+    assert cluster.addressing.node_cidrs == ("10.0.0.0/8",)
+
+
+def test_an_explicit_node_cidr_overlapping_the_pods_is_still_an_error():
+    text = config("nodeCIDRs: [10.244.0.0/16]") + node("a")
+    with pytest.raises(InputError, match=r"overlaps node CIDR 10\.244\.0\.0/16"):
+        load_yaml(text)
