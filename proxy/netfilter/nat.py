@@ -149,11 +149,17 @@ class Dnat(Target):
                      "--persistent" if self.persistent else "")
 
     def apply(self, w) -> str | None:
-        rng = self.to
-        addr = rng.lo if rng.lo is not None else w.p.dst
-        if rng.lo != rng.hi:
-            w.note(f"DNAT range {rng.text()}: the first address was taken (the kernel hashes)")
-        return w.nat("dst", addr, rng.pick_port(w.p.dport))
+        return _nat_to_range(w, self.to, "dst")
+
+
+def _nat_to_range(w, rng: NatRange, side: str) -> str | None:
+    """DNAT (side "dst") or SNAT ("src") to a range: its first address, a port from it."""
+    dst = side == "dst"
+    addr = rng.lo if rng.lo is not None else (w.p.dst if dst else w.p.src)
+    if rng.lo != rng.hi:
+        w.note(f"{'DNAT' if dst else 'SNAT'} range {rng.text()}: the first address was taken "
+               "(the kernel hashes)")
+    return w.nat(side, addr, rng.pick_port(w.p.dport if dst else w.p.sport))
 
 
 @register(TARGETS, "SNAT")
@@ -193,11 +199,7 @@ class Snat(Target):
                      "--persistent" if self.persistent else "")
 
     def apply(self, w) -> str | None:
-        rng = self.to
-        addr = rng.lo if rng.lo is not None else w.p.src
-        if rng.lo != rng.hi:
-            w.note(f"SNAT range {rng.text()}: the first address was taken (the kernel hashes)")
-        return w.nat("src", addr, rng.pick_port(w.p.sport))
+        return _nat_to_range(w, self.to, "src")
 
 
 @register(TARGETS, "MASQUERADE")
