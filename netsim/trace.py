@@ -1,0 +1,624 @@
+"""The walk: a packet through the cluster's network namespaces in the Linux order, and back.
+
+Locally generated packets take OUTPUT, routing and POSTROUTING; received ones PREROUTING,
+routing, then INPUT or FORWARD and POSTROUTING; devices move them on (a veth to its peer
+namespace, a tunnel device wraps them in an outer header, the NIC puts them on the
+underlay). Each hook runs the station's own artifacts: its parsed netfilter ruleset, its
+IPVS table, Cilium's BPF programs. Random choices fork the walk; `mode="sample"` follows
+one, seeded. After delivery the socket answers and the reply walks back through the
+connection-tracking state the request left.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from netsim.dataplane import EXTERNAL_NETNS, Dataplane, Station
+from netsim.netns import Route
+from netsim.packet import Outer, TracePacket
+from netsim.trace_types import (
+    DELIVERED,
+    DROPPED,
+    REJECTED,
+    REPLY,
+    REQUEST,
+    Hop,
+    Trace,
+)
+from proxy import netfilter
+
+MAX_HOPS = 64
+EPHEMERAL_PORTS = (32768, 60999)  # net.ipv4.ip_local_port_range default
+_FLAG_NAMES = {"F": "FIN", "S": "SYN", "R": "RST", "P": "PSH", "A": "ACK", "U": "URG"}
+_FLAG_LETTERS = {v: k for k, v in _FLAG_NAMES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where one branch of the walk is: namespace, packet and the state it carries."""
+
+    netns: str
+    packet: TracePacket
+    direction: str = REQUEST
+    in_iface: str | None = None
+    nf: netfilter.Packet | None = None  # the packet as netfilter holds it here (ct attached)
+    probability: float = 1.0
+    hops: tuple[Hop, ...] = ()
+    conntrack: tuple[tuple[str, netfilter.ConntrackTable], ...] = ()
+    ipvs_conns: tuple[tuple[str, tuple, tuple], ...] = ()  # (netns, reply key, (vip, port))
+    bpf: tuple[tuple[str, object], ...] = ()  # CNI datapath state (Cilium CT, NAT)
+    route: Route | None = None
+    delivered_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    cursor: Cursor
+    result: str
+    reason: str
+    detail: str
+    delivered_to: str | None = None
+
+
+Step = tuple[Cursor, Callable]
+
+
+@dataclass
+class Walker:
+    """One trace's walk over a dataplane: its mode, seed and the request's origin."""
+
+    dp: Dataplane
+    mode: str = "sample"
+    seed: int = 0
+    origin: str = ""
+    sent: TracePacket | None = None
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    # ------------------------------------------------------------------ helpers
+
+    def station(self, c: Cursor) -> Station:
+        return self.dp.station(c.netns)
+
+    def hop(self, c: Cursor, component: str, action: str, detail: Iterable[str] = (),
+            packet: TracePacket | None = None, interface: str | None = None,
+            event: dict | None = None) -> Cursor:
+        st = self.station(c)
+        new = packet or c.packet
+        changed = _changed(c.packet, new)
+        hop = Hop(st.node, st.owner if st.kind != "host" else f"node/{st.node}",
+                  interface if interface is not None else c.in_iface, component, action,
+                  tuple(detail), new, c.direction, changed, tuple((event or {}).items()))
+        nf = c.nf
+        if nf is not None and changed:
+            view = _nf_packet(new, nf.in_iface)
+            nf = replace(nf, src=view.src, dst=view.dst, sport=view.sport, dport=view.dport)
+        return replace(c, packet=new, hops=(*c.hops, hop), nf=nf)
+
+    def choose(self, options: list) -> list:
+        """Every option (mode all) or one drawn by probability (mode sample)."""
+        if self.mode == "all" or len(options) <= 1:
+            return options
+        weights = [o[0].probability if isinstance(o, tuple) else o.probability
+                   for o in options]
+        return [self.rng.choices(options, weights=weights)[0]]
+
+    def end(self, c: Cursor, result: str, reason: str, detail: str,
+            to: str | None = None) -> list:
+        return [End(c, result, reason, detail, to)]
+
+    # ------------------------------------------------------------------ netfilter
+
+    def netfilter(self, c: Cursor, hooks: tuple[str, ...], out_iface: str | None = None
+                  ) -> list[tuple[Cursor, netfilter.Branch | None]]:
+        """Run the station's ruleset over some hooks: one cursor per branch."""
+        st = self.station(c)
+        fam = c.packet.family
+        ruleset = st.rulesets.get(fam)
+        if ruleset is None:
+            return [(c, None)]
+        table = dict(c.conntrack).get(c.netns, netfilter.ConntrackTable())
+        ctx = replace(st.contexts[fam], conntrack=table, seed=self.rng.randrange(1 << 30))
+        pkt = c.nf or _nf_packet(c.packet, c.in_iface)
+        if out_iface is not None:
+            pkt = replace(pkt, out_iface=out_iface)
+        branches = netfilter.traverse(ruleset, pkt, hooks, ctx,
+                                      mode="all" if self.mode == "all" else "sample")
+        out = []
+        for b in branches:
+            new = _from_nf(c.packet, b.packet)
+            tables = {**dict(c.conntrack), c.netns: b.conntrack}
+            nc = replace(c, nf=b.packet, probability=c.probability * b.probability,
+                         conntrack=tuple(tables.items()))
+            nc = self.hop(nc, "netfilter", _nf_action(hooks, b), _nf_detail(b), new,
+                          interface=out_iface if hooks[0] in ("FORWARD", "OUTPUT",
+                                                              "POSTROUTING") else None)
+            out.append((nc, b))
+        return out
+
+    # ------------------------------------------------------------------ the steps
+
+    def send(self, c: Cursor) -> list:
+        """A packet a local process sends: route, OUTPUT, reroute, POSTROUTING, transmit."""
+        route = self.lookup(c)
+        if route is None:
+            return self.end(c, REJECTED, "no-route", f"{self.station(c).owner} has no route "
+                            f"to {c.packet.dst} (connect fails: network unreachable)")
+        if route.drops:
+            return self.end(c, REJECTED if route.type != "blackhole" else DROPPED,
+                            "blackhole", f"route {route.dst} is {route.type}")
+        c = self.hop(c, "routing", f"route {_dst(c.packet)}", [_route_text(route)],
+                     interface=route.dev)
+        steps = []
+        for nc, b in self.netfilter(replace(c, in_iface=None), ("OUTPUT",), route.dev):
+            if b is not None and not b.accepted:
+                steps += self._nf_end(nc, b)
+                continue
+            again = route
+            if nc.packet.dst != c.packet.dst:
+                again = self.lookup(nc)
+                if again is None:
+                    steps += self.end(nc, REJECTED, "no-route", f"no route to {nc.packet.dst}")
+                    continue
+                nc = self.hop(nc, "routing", f"reroute {nc.packet.dst}",
+                              [_route_text(again)], interface=again.dev)
+            steps.append((replace(nc, route=again), self.postrouting))
+        return steps
+
+    def postrouting(self, c: Cursor) -> list:
+        route = c.route
+        steps = []
+        for nc, b in self.netfilter(c, ("POSTROUTING",), route.dev):
+            if b is not None and not b.accepted:
+                steps += self._nf_end(nc, b)
+                continue
+            steps.append((nc, self.transmit))
+        return steps
+
+    def receive(self, c: Cursor) -> list:
+        """A packet arriving on c.in_iface: PREROUTING, routing, INPUT or FORWARD."""
+        if len(c.hops) > MAX_HOPS:
+            return self.end(c, DROPPED, "ttl-exceeded", "the packet loops")
+        st = self.station(c)
+        hook = st.tc_ingress.get(c.in_iface) if st.tc_ingress else None
+        if hook is not None:
+            return hook(self, c)
+        return self.stack_receive(c)
+
+    def stack_receive(self, c: Cursor) -> list:
+        steps = []
+        for nc, b in self.netfilter(c, ("PREROUTING",)):
+            if b is not None and not b.accepted:
+                steps += self._nf_end(nc, b)
+                continue
+            steps.append((nc, self.route_received))
+        return steps
+
+    def route_received(self, c: Cursor) -> list:
+        route = self.lookup(c)
+        if route is None:
+            return self.end(c, REJECTED, "no-route", f"{self.station(c).owner} has no route "
+                            f"to {c.packet.dst}")
+        c = self.hop(c, "routing", f"route {_dst(c.packet)}", [_route_text(route)])
+        if route.type == "local":
+            return [(c, self.local_in)]
+        if route.drops:
+            return self.end(c, DROPPED, "blackhole", f"route {route.dst} is {route.type}: "
+                            "the kernel drops the packet")
+        st = self.station(c)
+        if st.kind == "pod":
+            return self.end(c, DROPPED, "no-route", f"{st.owner} does not forward packets "
+                            f"for {c.packet.dst}")
+        if c.packet.ttl <= 1:
+            return self.end(c, DROPPED, "ttl-exceeded", "TTL exceeded in transit")
+        c = replace(c, packet=replace(c.packet, ttl=c.packet.ttl - 1))
+        steps = []
+        for nc, b in self.netfilter(c, ("FORWARD",), route.dev):
+            if b is not None and not b.accepted:
+                steps += self._nf_end(nc, b)
+                continue
+            steps.append((replace(nc, route=route), self.postrouting))
+        return steps
+
+    def local_in(self, c: Cursor) -> list:
+        """INPUT, then IPVS, decapsulation, or the socket."""
+        steps = []
+        for nc, b in self.netfilter(c, ("INPUT",)):
+            if b is not None and not b.accepted:
+                steps += self._nf_end(nc, b)
+                continue
+            steps += self.after_input(nc)
+        return steps
+
+    def after_input(self, c: Cursor) -> list:
+        st = self.station(c)
+        c = self.ipvs_reply(c)  # ip_vs_reply4 runs at LOCAL_IN after the filter table
+        p = c.packet
+        if p.outer is not None:
+            return self.decapsulate(c)
+        ipvs = st.ipvs.get(p.family)
+        if ipvs is not None and c.direction == REQUEST:
+            vs = ipvs.virtual_server(p.dst, p.protocol.upper(), p.dport)
+            if vs is not None:
+                return self.ipvs_forward(c, vs)
+        return self.deliver(c)
+
+    def deliver(self, c: Cursor) -> list:
+        st = self.station(c)
+        p = c.packet
+        if c.direction == REPLY:
+            return self.reply_arrived(c)
+        if p.protocol == "icmp":
+            sock, what = None, "the kernel answers the echo request"
+        else:
+            sock = st.listener(p.protocol, p.dport)
+            what = (f"socket {p.protocol}/{p.dport}" +
+                    (f" ({sock.name})" if sock and sock.name else "") + f" of {st.owner}")
+        if p.protocol != "icmp" and sock is None:
+            if not st.assume_listening:
+                return self.end(c, REJECTED, "no-socket", f"nothing listens on {p.protocol}/"
+                                f"{p.dport} in {st.owner}: "
+                                f"{'TCP RST' if p.protocol == 'tcp' else 'ICMP port unreachable'}")
+            what = (f"{p.protocol}/{p.dport} in {st.owner} (not a declared containerPort: "
+                    "netsim assumes the application listens)")
+        c = self.hop(c, "socket", "delivered", [what])
+        reply = replace(c, direction=REPLY, packet=c.packet.reply(), nf=None, in_iface=None,
+                        route=None)
+        return [(replace(reply, delivered_to=st.owner), self.send)]
+
+    def reply_arrived(self, c: Cursor) -> list:
+        sent = self.sent
+        p = c.packet
+        if c.netns != self.origin:
+            return self.end(c, DROPPED, "reply-mismatch", f"the reply reached {c.netns}, not "
+                            "the sender")
+        if (p.src, p.sport, p.dst, p.dport) != (sent.dst, sent.dport, sent.src, sent.sport):
+            return self.end(c, DROPPED, "reply-mismatch",
+                            f"the reply comes from {_ep(p.src, p.sport)} but the sender "
+                            f"connected to {_ep(sent.dst, sent.dport)}: its socket resets it")
+        c = self.hop(c, "socket", "reply received", [f"the sender's socket accepts the reply "
+                                                     f"from {_ep(p.src, p.sport)}"])
+        return self.end(c, DELIVERED, "delivered", REASONS_DELIVERED, c.delivered_to)
+
+    # ------------------------------------------------------------------ devices
+
+    def transmit(self, c: Cursor) -> list:
+        c = self.ipvs_reply(c)  # ip_vs_out: after FORWARD/POSTROUTING's NAT, before the device
+        st = self.station(c)
+        route = c.route
+        dev = st.namespace.interface(route.dev) if route.dev else None
+        if route.type == "local" or (dev is not None and dev.kind == "loopback"):
+            return [(replace(c, in_iface="lo", nf=c.nf, route=None), self.receive)]
+        if dev is None:
+            return self.end(c, DROPPED, "no-route", f"route names no device: {route}")
+        if dev.kind == "veth" and dev.peer is not None:
+            peer_ns, peer_if = dev.peer
+            target = self.dp.station(peer_ns)
+            peer_dev = target.namespace.interface(peer_if or "eth0")
+            packet = replace(c.packet, src_mac=dev.mac,
+                             dst_mac=peer_dev.mac if peer_dev else None)
+            c = self.hop(c, "veth", f"{dev.name} -> {target.owner} {peer_if}", (), packet,
+                         interface=dev.name)
+            return [(replace(c, netns=target.id, in_iface=peer_if, nf=None, route=None),
+                     self.receive)]
+        if dev.kind in ("ipip", "vxlan", "geneve"):
+            return self.encapsulate(c, dev, route)
+        if dev.kind == "ethernet":
+            hop_ip = route.via or (c.packet.outer.dst if c.packet.outer else c.packet.dst)
+            return self.wire(c, dev, hop_ip)
+        return self.end(c, DROPPED, "no-route", f"device {dev.name} ({dev.kind}) is not "
+                        "emulated")
+
+    def encapsulate(self, c: Cursor, dev, route: Route) -> list:
+        st = self.station(c)
+        p = c.packet
+        if dev.kind == "ipip":
+            remote = route.via
+            detail = [f"{dev.name}: IPIP to {remote}"]
+            outer = Outer("ipip", _local_of(st, dev), remote)
+        else:
+            neigh = st.namespace.neighbour(dev.name, route.via) if route.via else None
+            fdb = next((f for f in st.namespace.fdb
+                        if neigh is not None and f.mac == neigh.lladdr), None)
+            if neigh is None or fdb is None:
+                return self.end(c, DROPPED, "no-route", f"{dev.name}: no neighbour/FDB entry "
+                                f"for {route.via}")
+            remote = fdb.dst
+            detail = [f"neighbour {route.via} lladdr {neigh.lladdr} dev {dev.name}",
+                      f"fdb {fdb.mac} dst {fdb.dst} (VNI {dev.vni}, UDP {dev.port})"]
+            local_vtep = dev.mac
+            outer = Outer(dev.kind, _local_of(st, dev), remote, _flow_port(p), dev.port or 0,
+                          dev.vni, local_vtep, neigh.lladdr)
+        packet = replace(p, outer=outer)
+        c = self.hop(c, dev.kind, f"encapsulate on {dev.name}", detail, packet,
+                     interface=dev.name)
+        # the outer packet is locally generated: OUTPUT, routing, POSTROUTING on the uplink
+        return [(replace(c, nf=None, in_iface=None, route=None), self.send_outer)]
+
+    def send_outer(self, c: Cursor) -> list:
+        return self.send(c)
+
+    def decapsulate(self, c: Cursor) -> list:
+        st = self.station(c)
+        o = c.packet.outer
+        dev = next((i for i in st.namespace.interfaces if i.kind == o.kind and
+                    (o.kind == "ipip" or i.port == o.dport)), None)
+        if dev is None:
+            return self.end(c, DROPPED, "no-socket", f"{st.owner} has no {o.kind} device for "
+                            "the encapsulated packet")
+        inner = replace(c.packet, outer=None)
+        c = self.hop(c, o.kind, f"decapsulate on {dev.name}",
+                     [f"outer {o.src} -> {o.dst}" + (f" VNI {o.vni}" if o.vni else "")], inner,
+                     interface=dev.name)
+        return [(replace(c, in_iface=dev.name, nf=None), self.receive)]
+
+    def wire(self, c: Cursor, dev, hop_ip: str) -> list:
+        """The underlay: the next hop's NIC, the subnet's router, or the cloud load balancer."""
+        dp = self.dp
+        p = c.packet
+        dst = p.outer.dst if p.outer else p.dst
+        node = dp.node_by_ip.get(hop_ip)
+        if node is None:  # the router: it knows the nodes, the LB and the outside
+            node = dp.node_by_ip.get(dst)
+        if node is not None:
+            target = dp.host_station(node)
+            eth0 = target.namespace.interface("eth0")
+            packet = replace(p, src_mac=dev.mac, dst_mac=eth0.mac if eth0 else None)
+            c = self.hop(c, "underlay", f"{dev.name} -> node {node}", [f"next hop {hop_ip}"],
+                         packet, interface=dev.name)
+            return [(replace(c, netns=target.id, in_iface="eth0", nf=None, route=None),
+                     self.receive)]
+        if dst == dp.external_ip:
+            c = self.hop(c, "underlay", f"{dev.name} -> the external client",
+                         [f"next hop {hop_ip}"], interface=dev.name)
+            return [(replace(c, netns=EXTERNAL_NETNS, in_iface="eth0", nf=None, route=None),
+                     self.receive)]
+        if dst in dp.load_balancer_ips:
+            return self.cloud_lb(c, dst)
+        return self.end(c, DROPPED, "unroutable", f"the underlay has no route to {dst} "
+                        f"(next hop {hop_ip})")
+
+    def cloud_lb(self, c: Cursor, ip: str) -> list:
+        """The cloud load balancer in front of a LoadBalancer Service: it sends the packet,
+        unchanged, to a node; for externalTrafficPolicy Local only to nodes whose health
+        check passes (nodes with a ready local endpoint)."""
+        dp = self.dp
+        services = dp.load_balancer_ips[ip]
+        nodes, why = list(dp.ready_nodes), "every node"
+        if all(s.external_traffic_policy == "Local" for s in services):
+            local = {p.node_name for s in services for p in _ready_pods(dp, s)}
+            nodes = [n for n in nodes if n in local]
+            why = "nodes passing the healthCheckNodePort probe (a ready local endpoint)"
+        if not nodes:
+            return self.end(c, DROPPED, "no-local-endpoints", f"the load balancer for {ip} "
+                            "has no healthy node")
+        out = []
+        share = 1.0 / len(nodes)
+        for node in nodes:
+            nc = replace(c, probability=c.probability * share)
+            target = dp.host_station(node)
+            nc = self.hop(nc, "cloud-lb", f"{ip} -> node {node}",
+                          [f"{len(nodes)} backend node(s): {why}"], interface=None)
+            out.append((replace(nc, netns=target.id, in_iface="eth0", nf=None, route=None),
+                        self.receive))
+        return self.choose(out)
+
+    # ------------------------------------------------------------------ IPVS
+
+    def ipvs_forward(self, c: Cursor, vs) -> list:
+        p = c.packet
+        label = f"{vs.protocol} {_ep(vs.address, vs.port)} {vs.scheduler}"
+        if not vs.real_servers:
+            return self.end(c, REJECTED, "no-endpoints", f"IPVS virtual server {label} has no "
+                            "real server: ICMP port unreachable")
+        out = []
+        share = 1.0 / len(vs.real_servers)
+        for rs in vs.real_servers:
+            new = replace(p, dst=rs.address, dport=rs.port)
+            nc = replace(c, probability=c.probability * share)
+            nc = self.hop(nc, "ipvs", f"{label} -> {_ep(rs.address, rs.port)}",
+                          [f"service {vs.service}", f"{len(vs.real_servers)} real server(s), "
+                           f"scheduler {vs.scheduler}, forward {rs.forward}"], new)
+            key = (new.protocol, new.dst, new.dport, new.src, new.sport)
+            conns = (*nc.ipvs_conns, (c.netns, key, (vs.address, vs.port)))
+            # the skb keeps its mark (KUBE-MARK-MASQ) but IPVS sends it as a new flow
+            mark = c.nf.mark if c.nf is not None else 0
+            nf = replace(_nf_packet(new, None), mark=mark)
+            out.append((replace(nc, ipvs_conns=conns, nf=nf, in_iface=None), self.send))
+        return self.choose(out)
+
+    def ipvs_reply(self, c: Cursor) -> Cursor:
+        """A real server's answer through the IPVS connection: source back to the VIP."""
+        if not c.ipvs_conns or c.direction != REPLY:
+            return c
+        p = c.packet
+        key = (p.protocol, p.src, p.sport, p.dst, p.dport)
+        for netns, reply_key, (vip, vport) in c.ipvs_conns:
+            if netns == c.netns and reply_key == key:
+                new = replace(p, src=vip, sport=vport)
+                return self.hop(c, "ipvs", f"reply: source {_ep(p.src, p.sport)} -> "
+                                f"{_ep(vip, vport)}", ["IPVS connection (Masq)"], new)
+        return c
+
+    # ------------------------------------------------------------------ lookups
+
+    def lookup(self, c: Cursor) -> Route | None:
+        st = self.station(c)
+        p = c.packet
+        dst = p.outer.dst if p.outer else p.dst
+        ipvs = st.ipvs.get(p.family)
+        if ipvs is not None and dst in ipvs.dummy_addresses:
+            return Route(dst, dev="kube-ipvs0", type="local", table="local", scope="host")
+        return st.fib.lookup(dst)
+
+    def _nf_end(self, c: Cursor, b: netfilter.Branch) -> list:
+        v = b.verdict
+        entry = v.by
+        chain = entry.chain if entry else ""
+        policies = _policies_in(b)
+        where = f"{entry.table}:{entry.chain} rule {entry.number}" if entry else v.hook
+        comment = _comment(entry)
+        text = f"{v.kind} in {where}" + (f" ({comment})" if comment else "")
+        if policies:
+            text += f"; policies evaluated: {', '.join(policies)}"
+        if chain.startswith("cali-"):
+            reason = "policy-denied"
+        elif v.kind == "REJECT" and chain.startswith("KUBE-"):
+            reason = "no-endpoints"
+        else:
+            reason = "netfilter-reject" if v.kind == "REJECT" else "netfilter-drop"
+        result = REJECTED if v.kind == "REJECT" else DROPPED
+        return self.end(c, result, reason, text)
+
+
+REASONS_DELIVERED = "a socket accepted the packet and its reply reached the sender"
+
+
+# ---------------------------------------------------------------- the entry point
+
+
+def walk(dp: Dataplane, packet: TracePacket, origin: str, *, mode: str = "sample",
+         seed: int = 0) -> Trace:
+    """Trace `packet` sent by a process in namespace `origin` (a netsim.topology id, or
+    "external"): the followed path (mode "sample"), or every path (mode "all", in
+    `Trace.branches`, probabilities summing to 1)."""
+    if mode not in ("sample", "all"):
+        raise ValueError("mode must be 'sample' or 'all'")
+    walker = Walker(dp, mode, seed, origin, packet)
+    first = Cursor(origin, packet)
+    start = walker.station(first)
+    first = walker.hop(first, "socket", "send", [f"{start.owner} sends {packet.text()}"],
+                       interface=None)
+    hooks = start.connect_hooks if start.connect_hooks else ()
+    work: list = [(first, walker.send)]
+    for hook in hooks:
+        work = [(c, step) for c0, _ in work for c, step in hook(walker, c0)] or work
+    ends: list[End] = []
+    while work:
+        cursor, step = work.pop()
+        for item in step(cursor):
+            if isinstance(item, End):
+                ends.append(item)
+            else:
+                work.append(item)
+    traces = [Trace(e.result, e.reason, e.detail, e.delivered_to if e.result == DELIVERED
+                    else None, e.cursor.probability, e.cursor.hops, packet) for e in ends]
+    traces.sort(key=lambda t: -t.probability)
+    if mode == "sample" or len(traces) == 1:
+        return traces[0]
+    merged = _merge(traces)
+    best = max(merged, key=lambda t: t.probability)
+    return replace(best, branches=tuple(merged))
+
+
+def _merge(traces: list[Trace]) -> list[Trace]:
+    return traces
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def _nf_packet(p: TracePacket, in_iface: str | None) -> netfilter.Packet:
+    o = p.outer
+    if o is not None:
+        return netfilter.Packet(o.src, o.dst, o.protocol, o.sport, o.dport, in_iface=in_iface,
+                                tcp_flags=frozenset())
+    flags = frozenset(_FLAG_NAMES[f] for f in p.tcp_flags if f in _FLAG_NAMES)
+    return netfilter.Packet(p.src, p.dst, p.protocol, p.sport, p.dport, in_iface=in_iface,
+                            tcp_flags=flags if p.protocol == "tcp" else frozenset(),
+                            icmp_type=p.icmp_type)
+
+
+def _from_nf(p: TracePacket, n: netfilter.Packet) -> TracePacket:
+    if p.outer is not None:
+        outer = replace(p.outer, src=n.src, dst=n.dst, sport=n.sport, dport=n.dport)
+        return replace(p, outer=outer) if outer != p.outer else p
+    if (n.src, n.dst, n.sport, n.dport) == (p.src, p.dst, p.sport, p.dport):
+        return p
+    return replace(p, src=n.src, dst=n.dst, sport=n.sport, dport=n.dport)
+
+
+def _changed(old: TracePacket, new: TracePacket) -> tuple[str, ...]:
+    fields = ("src", "dst", "sport", "dport", "outer")
+    return tuple(f for f in fields if getattr(old, f) != getattr(new, f))
+
+
+def _nf_action(hooks: tuple[str, ...], b: netfilter.Branch) -> str:
+    hook = "+".join(hooks)
+    kind = b.verdict.kind
+    nat = [n for n in b.notes if "NAT" in n]
+    if kind == "ACCEPT":
+        return f"{hook}: ACCEPT" + (f" ({nat[0]})" if nat else "")
+    return f"{hook}: {b.verdict}"
+
+
+def _nf_detail(b: netfilter.Branch) -> list[str]:
+    lines = [str(e) for e in b.trace]
+    if b.ct_state:
+        lines.insert(0, f"conntrack: {b.ct_state}")
+    lines += [f"note: {n}" for n in b.notes]
+    return lines
+
+
+def _policies_in(b: netfilter.Branch) -> list[str]:
+    seen: list[str] = []
+    for e in b.trace:
+        for prefix in ("cali-pi-", "cali-po-"):
+            if e.chain.startswith(prefix):
+                name = e.chain[len(prefix):]
+                if name not in seen:
+                    seen.append(name)
+    return seen
+
+
+def _comment(entry) -> str | None:
+    rule = getattr(entry, "rule", None)
+    comment = getattr(rule, "comment", None) if rule is not None else None
+    return comment() if callable(comment) else comment
+
+
+def _route_text(route: Route) -> str:
+    from netsim.netns import format_route
+
+    return format_route(route)
+
+
+def _local_of(st: Station, dev) -> str:
+    if dev.local:
+        return dev.local
+    eth0 = st.namespace.interface("eth0")
+    return eth0.addresses[0].split("/")[0] if eth0 and eth0.addresses else "0.0.0.0"
+
+
+def _flow_port(p: TracePacket) -> int:
+    """The outer UDP source port: a hash of the inner flow in the ephemeral range, as the
+    kernel's udp_flow_src_port spreads tunnelled flows."""
+    lo, hi = EPHEMERAL_PORTS
+    key = f"{p.protocol}|{p.src}|{p.sport}|{p.dst}|{p.dport}".encode()
+    return lo + zlib.crc32(key) % (hi - lo + 1)
+
+
+def _dst(p: TracePacket) -> str:
+    return p.outer.dst if p.outer else p.dst
+
+
+def _ep(ip: str, port: int) -> str:
+    if not port:
+        return ip
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _ready_pods(dp: Dataplane, service) -> list:
+    pods = []
+    for s in dp.cluster.slices_for(service):
+        for e in s.endpoints:
+            if e.ready and e.target:
+                pod = dp.cluster.pod(*e.target.split("/", 1))
+                if pod is not None:
+                    pods.append(pod)
+    return pods
