@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_proxy.register(sub, cluster)
     cli_proxy.register_iptables(sub)
     cli_routes.register(sub, cluster)
+    from netsim import cli_trace
+
+    cli_trace.register(sub, cluster)
 
     gen = sub.add_parser("generate", help="write a realistic synthetic cluster as JSON "
                          "(benchmarks, capacity planning)")

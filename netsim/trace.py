@@ -468,7 +468,9 @@ class Walker:
             text += f"; policies evaluated: {', '.join(policies)}"
         if chain.startswith("cali-"):
             reason = "policy-denied"
-        elif v.kind == "REJECT" and chain.startswith("KUBE-"):
+        elif comment and comment.endswith("has no local endpoints"):
+            reason = "no-local-endpoints"
+        elif comment and comment.endswith("has no endpoints"):
             reason = "no-endpoints"
         else:
             reason = "netfilter-reject" if v.kind == "REJECT" else "netfilter-drop"
@@ -548,13 +550,30 @@ def _changed(old: TracePacket, new: TracePacket) -> tuple[str, ...]:
     return tuple(f for f in fields if getattr(old, f) != getattr(new, f))
 
 
+_NOTABLE = ("DNAT", "SNAT", "MASQUERADE", "REDIRECT", "REJECT", "DROP", "TPROXY")
+
+
 def _nf_action(hooks: tuple[str, ...], b: netfilter.Branch) -> str:
+    """The hook and what decided in it: the NAT or verdict rule, with its chain and comment."""
     hook = "+".join(hooks)
-    kind = b.verdict.kind
-    nat = [n for n in b.notes if "NAT" in n]
-    if kind == "ACCEPT":
-        return f"{hook}: ACCEPT" + (f" ({nat[0]})" if nat else "")
-    return f"{hook}: {b.verdict}"
+    notable = [e for e in b.trace if e.rule is not None and e.rule.target is not None
+               and e.rule.target.name in _NOTABLE]
+    parts = []
+    for e in notable:
+        target = e.rule.target
+        options = target.save(e.rule.family)
+        comment = _comment(e)
+        parts.append(f"{target.name}{' ' + options if options else ''} in {e.chain}"
+                     + (f' "{comment}"' if comment else ""))
+    ct_nat = [n for n in b.notes if n.startswith("conntrack")]
+    parts += ct_nat
+    accepted_by = [e for e in b.trace if e.rule is not None and e.chain.startswith("cali-")
+                   and e.rule.target is not None and e.rule.target.name == "MARK"
+                   and "0x10000" in e.rule.text]
+    if b.verdict.kind == "ACCEPT" and accepted_by:
+        parts.append(f"policy accept mark set in {accepted_by[-1].chain}")
+    text = f"{hook}: {b.verdict.kind}"
+    return text + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def _nf_detail(b: netfilter.Branch) -> list[str]:
@@ -578,8 +597,10 @@ def _policies_in(b: netfilter.Branch) -> list[str]:
 
 def _comment(entry) -> str | None:
     rule = getattr(entry, "rule", None)
-    comment = getattr(rule, "comment", None) if rule is not None else None
-    return comment() if callable(comment) else comment
+    if rule is None:
+        return None
+    found = next((m for m in rule.matches if m.name == "comment"), None)
+    return getattr(found, "text", None) or None if found is not None else None
 
 
 def _route_text(route: Route) -> str:
