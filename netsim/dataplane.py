@@ -159,8 +159,10 @@ class Dataplane:
         ns = self._cni().pod_namespace(self.cluster, pod, self.graph)
         listeners = tuple(Listener(p.protocol.lower(), p.container_port, pod.key, p.name)
                           for p in pod.container_ports)
-        return Station(ns.name, "pod", pod.node_name, ns, pod.key, pod, listeners,
-                       assume_listening=True)
+        station = Station(ns.name, "pod", pod.node_name, ns, pod.key, pod, listeners,
+                          assume_listening=True)
+        self._attach_programs(station)
+        return station
 
     def _host_station(self, node: str) -> Station:
         ns = self._cni().node_namespace(self.cluster, node, self.graph)
@@ -173,7 +175,15 @@ class Dataplane:
         station = Station(ns.name, "host", node, ns, f"node/{node}", None, tuple(listeners))
         for fam in sorted({r.family for r in ns.routes}):
             self._install_netfilter(station, fam)
+        self._attach_programs(station)
         return station
+
+    def _attach_programs(self, station: Station) -> None:
+        """The CNI's eBPF-style programs (Cilium: socket LB, bpf_lxc, bpf_overlay, bpf_host)."""
+        if self.cni == "cilium":
+            from cni.cilium_datapath import attach
+
+            attach(self, station)
 
     def _cni(self):
         if self.cni == "calico":
@@ -233,10 +243,7 @@ class Dataplane:
         """The CNI's own netfilter rules on a node (felix's cali-* chains under Calico)."""
         if self.cni != "calico":
             return []
-        try:  # DEV-ONLY guard until cni.felix lands
-            from cni.felix import compile_felix
-        except ImportError:
-            return []
+        from cni.felix import compile_felix
 
         rules = compile_felix(self.cluster, node, fam)
         return [(rules.restore_text, dict(rules.ipsets))]
