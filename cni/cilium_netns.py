@@ -76,7 +76,7 @@ def node_namespace(cluster: Cluster, node: str, graph: nx.Graph | None = None) -
             interfaces.append(Interface(iface.name, "ethernet", iface.addresses, iface.mac,
                                         iface.peer, HOST_MTU))
         elif iface.name in CILIUM_TUNNEL_DEVICES.values():
-            interfaces.append(Interface(iface.name, tunnel == "geneve" and "geneve" or "vxlan",
+            interfaces.append(Interface(iface.name, "geneve" if tunnel == "geneve" else "vxlan",
                                         (), iface.mac, iface.peer, mtu,
                                         port=CILIUM_TUNNEL_PORTS[tunnel or "vxlan"]))
         else:

@@ -215,11 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_policy.register(sub, cluster)
     cli_policy.register_conformance(sub)
-    from netsim import cli_proxy, cli_routes
+    from netsim import cli_maps, cli_proxy, cli_routes
 
     cli_proxy.register(sub, cluster)
     cli_proxy.register_iptables(sub)
     cli_routes.register(sub, cluster)
+    cli_maps.register(sub, cluster)
     from netsim import cli_trace
 
     cli_trace.register(sub, cluster)

@@ -52,6 +52,8 @@ class Cursor:
     bpf: tuple[tuple[str, object], ...] = ()  # CNI datapath state (Cilium CT, NAT)
     route: Route | None = None
     delivered_to: str | None = None
+    connected: tuple[str, int] | None = None  # the backend socket LB connected to
+    tunnel_id: int | None = None  # the VNI of the tunnel the packet came out of
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,11 @@ class Walker:
         return out
 
     # ------------------------------------------------------------------ the steps
+
+    def connect(self, c: Cursor) -> list:
+        """The sender's connect(): socket programs (Cilium's socket LB) run before the send."""
+        hooks = self.station(c).connect_hooks
+        return hooks[0](self, c) if hooks else [(c, self.send)]
 
     def send(self, c: Cursor) -> list:
         """A packet a local process sends: route, OUTPUT, reroute, POSTROUTING, transmit."""
@@ -277,7 +284,10 @@ class Walker:
         if c.netns != self.origin:
             return self.end(c, DROPPED, "reply-mismatch", f"the reply reached {c.netns}, not "
                             "the sender")
-        if (p.src, p.sport, p.dst, p.dport) != (sent.dst, sent.dport, sent.src, sent.sport):
+        # socket LB connected the socket to the backend itself (getpeername() still
+        # answers the VIP, from lb4_reverse_sk)
+        peer = c.connected[:2] if c.connected else (sent.dst, sent.dport)
+        if (p.src, p.sport, p.dst, p.dport) != (*peer, sent.src, sent.sport):
             return self.end(c, DROPPED, "reply-mismatch",
                             f"the reply comes from {_ep(p.src, p.sport)} but the sender "
                             f"connected to {_ep(sent.dst, sent.dport)}: its socket resets it")
@@ -355,7 +365,7 @@ class Walker:
         c = self.hop(c, o.kind, f"decapsulate on {dev.name}",
                      [f"outer {o.src} -> {o.dst}" + (f" VNI {o.vni}" if o.vni else "")], inner,
                      interface=dev.name)
-        return [(replace(c, in_iface=dev.name, nf=None), self.receive)]
+        return [(replace(c, in_iface=dev.name, nf=None, tunnel_id=o.vni), self.receive)]
 
     def wire(self, c: Cursor, dev, hop_ip: str) -> list:
         """The underlay: the next hop's NIC, the subnet's router, or the cloud load balancer."""
@@ -460,7 +470,8 @@ class Walker:
         v = b.verdict
         entry = v.by
         chain = entry.chain if entry else ""
-        policies = _policies_in(b)
+        ruleset = self.station(c).rulesets.get(c.packet.family)
+        policies = [_chain_title(ruleset, chain) for chain in _policies_in(b)]
         where = f"{entry.table}:{entry.chain} rule {entry.number}" if entry else v.hook
         comment = _comment(entry)
         text = f"{v.kind} in {where}" + (f" ({comment})" if comment else "")
@@ -496,10 +507,7 @@ def walk(dp: Dataplane, packet: TracePacket, origin: str, *, mode: str = "sample
     start = walker.station(first)
     first = walker.hop(first, "socket", "send", [f"{start.owner} sends {packet.text()}"],
                        interface=None)
-    hooks = start.connect_hooks if start.connect_hooks else ()
-    work: list = [(first, walker.send)]
-    for hook in hooks:
-        work = [(c, step) for c0, _ in work for c, step in hook(walker, c0)] or work
+    work: list = [(first, walker.connect)]
     ends: list[End] = []
     while work:
         cursor, step = work.pop()
@@ -585,14 +593,25 @@ def _nf_detail(b: netfilter.Branch) -> list[str]:
 
 
 def _policies_in(b: netfilter.Branch) -> list[str]:
+    """The felix policy chains a packet went through, in order."""
     seen: list[str] = []
     for e in b.trace:
-        for prefix in ("cali-pi-", "cali-po-"):
-            if e.chain.startswith(prefix):
-                name = e.chain[len(prefix):]
-                if name not in seen:
-                    seen.append(name)
+        if e.chain.startswith(("cali-pi-", "cali-po-")) and e.chain not in seen:
+            seen.append(e.chain)
     return seen
+
+
+def _chain_title(ruleset, chain: str) -> str:
+    """A felix policy chain by the policy it holds: its first rule's comment names it
+    ("KubernetesNetworkPolicy shop/default-deny-all ingress"), else the chain name."""
+    table = ruleset.tables.get("filter") if ruleset is not None else None
+    found = table.chains.get(chain) if table is not None else None
+    if found is not None and found.rules:
+        comment = _comment(netfilter.TraceEntry("", "filter", chain, "rule", 1,
+                                                found.rules[0]))
+        if comment:
+            return f"{comment} ({chain})"
+    return chain
 
 
 def _comment(entry) -> str | None:

@@ -222,3 +222,17 @@ def test_udp_and_icmp():
              "pod:demo/client")
     assert t.result == "delivered"
     assert t.hops[-1].packet.icmp_type == 0  # echo reply
+
+
+def test_policy_drop_names_felix_chain_and_policies():
+    # examples/shop: redis accepts only the cart (shop/redis-from-cart over a default deny)
+    cluster = load([str(Path(__file__).parents[1] / "examples" / "shop")])
+    dp = build(cluster)
+    src = cluster.pod("data", "postgres-0")
+    redis = next(p for p in cluster.pods_in("shop") if p.name.startswith("redis-"))
+    t = walk(dp, TracePacket(src.ip, redis.ip, "tcp", 40000, 6379), "pod:data/postgres-0")
+    assert (t.result, t.reason) == ("dropped", "policy-denied")
+    assert t.hops[-1].node == redis.node_name and t.hops[-1].action.startswith("FORWARD: DROP")
+    assert "End of tier default. Drop if no policies passed packet" in t.detail
+    assert "KubernetesNetworkPolicy shop/default-deny-all ingress" in t.detail
+    assert "KubernetesNetworkPolicy shop/redis-from-cart ingress" in t.detail
