@@ -106,7 +106,8 @@ def sock4_connect(walker, c) -> list:
                          f"lb4_reverse_sk[cookie, {backend.address}:{backend.port}] = "
                          f"{p.dst}:{p.dport} rev_nat={svc.rev_nat_index}"],
                         new, event=_event("sock", "TRANSLATED", None, None,
-                                          sock_xlate="post-xlate-fwd"))
+                                          sock_xlate="post-xlate-fwd",
+                                          original=(p.dst, p.dport)))
         out.append((nc, walker.send))
     return walker.choose(out)
 
@@ -152,6 +153,10 @@ def from_container(walker, c) -> list:
                                             policy=f"policy-verdict:{d.match} EGRESS "
                                             "ALLOWED"))
         detail = []
+        if d.proxy_port:
+            c, end = _l7(walker, c, node, src_ep.id, dst_id, EGRESS, d, src_id, dst_id)
+            if end is not None:
+                return end
     c = _ct_record(c, node.name)
     return _forward(walker, c, node, src_id, dst_id, dst_entry, detail, reply)
 
@@ -214,6 +219,10 @@ def _to_endpoint(walker, c, node, ep, src_id, detail, reply) -> list:
                        event=_event("policy-verdict", "FORWARDED", src_id, ep.sec_id,
                                     policy=f"policy-verdict:{d.match} INGRESS ALLOWED"))
         detail = []
+        if d.proxy_port:
+            c, end = _l7(walker, c, node, ep.id, src_id, INGRESS, d, src_id, ep.sec_id)
+            if end is not None:
+                return end
     st = walker.station(c)
     peer_ns = f"pod:{ep.pod_key}"
     c = walker.hop(c, "cilium", f"-> endpoint {ep.id} ({ep.pod_key}) via {ep.interface}",
@@ -270,6 +279,35 @@ def from_host(walker, c) -> list:
     c = _ct_record(c, node.name)
     detail = [f"{BPF_HOST} cil_from_host: ipcache[{p.dst}] = identity {dst_id}"]
     return _forward(walker, c, node, src_id, dst_id, dst_entry, detail, reply)
+
+
+def _l7(walker, c, node, ep_id, remote, direction, d, src_id, dst_id):
+    """The redirect to the node's L7 proxy (Envoy) that an HTTP rule puts on a policy-map
+    entry: the proxy judges the request and answers 403 itself when no rule allows it."""
+    p = c.packet
+    rules = node.http_rules(ep_id, remote, direction, p.protocol.upper(), p.dport) or ()
+    shown = [f"proxy_port {d.proxy_port}: {len(rules)} HTTP rule(s)"] + [
+        f"  {r}" for r in rules]
+    c = walker.hop(c, "cilium", f"-> proxy port {d.proxy_port} ({direction} L7 policy)",
+                   shown, event=_event("to-proxy", "FORWARDED", src_id, dst_id))
+    if p.http is None:
+        c = walker.hop(c, "envoy", "HTTP rules not evaluated (no --http request)",
+                       ["the connection is proxied; each request is judged by the rules above"])
+        return c, None
+    req = p.http
+    verdict = node.evaluate_http(ep_id, remote, direction, p.protocol.upper(), p.dport,
+                                 req.method, req.path, req.host, dict(req.headers))
+    if verdict is None or verdict.allowed:
+        c = walker.hop(c, "envoy", f"{req} allowed", [verdict.reason if verdict else ""],
+                       event=_event("http-request", "FORWARDED", src_id, dst_id,
+                                    http=str(req)))
+        return c, None
+    c = walker.hop(c, "envoy", f"{req} -> {verdict.status} {verdict.body}",
+                   [verdict.reason], event=_event("http-request", "DROPPED", src_id, dst_id,
+                                                  http=str(req)))
+    return c, walker.end(c, "rejected", "http-denied",
+                         f"the L7 proxy answers {verdict.status} {verdict.body!r} to {req} "
+                         f"({verdict.reason})")
 
 
 # ---------------------------------------------------------------- bpf_overlay

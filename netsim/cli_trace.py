@@ -27,6 +27,9 @@ def register(sub: Any, cluster: argparse.ArgumentParser) -> None:
                    choices=("TCP", "UDP", "SCTP", "ICMP"), help="default TCP (or the "
                    "Service port's protocol)")
     p.add_argument("--sport", type=int, help="source port (default 40000)")
+    p.add_argument("--http", metavar="REQUEST", help='the HTTP request the connection carries, '
+                   'e.g. "GET http://deathstar.default/v1/request-landing": L7 proxies on the '
+                   "path (Cilium's HTTP policy) judge it")
     p.add_argument("--family", type=int, choices=(4, 6), help="address family for dual-stack "
                    "sources (default: the source's first address)")
     p.add_argument("--read", metavar="PCAP", help="trace the packets of a pcap file (sent by "
@@ -66,8 +69,14 @@ def cmd_trace(args: argparse.Namespace) -> int:
     else:
         protocol = args.protocol or _service_protocol(dp, args.destination) or "TCP"
         dest = resolve_destination(dp, args.destination, protocol, source, args.port)
-        packets = [packet_for(source, dest, protocol, args.sport)]
-        labels = [f"{packets[0].text()} from {source.label} to {dest.label}"]
+        http = None
+        if args.http:
+            from netsim.packet import parse_http
+
+            http = parse_http(args.http)
+        packets = [packet_for(source, dest, protocol, args.sport, http)]
+        labels = [f"{packets[0].text()} from {source.label} to {dest.label}"
+                  + (f" carrying {http}" if http else "")]
         for note in dest.notes:
             print(f"note: {note}", file=sys.stderr)
     traces = [walk(dp, p, source.netns, mode=mode, seed=args.seed) for p in packets]

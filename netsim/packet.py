@@ -97,6 +97,46 @@ class Outer:
         return "4" if self.kind == "ipip" else "udp"
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """The HTTP request a connection carries, for the hops that read L7 (proxies)."""
+
+    method: str
+    host: str
+    path: str
+    scheme: str = "http"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.scheme}://{self.host}{self.path}"
+
+
+def parse_http(text: str, field: str = "--http") -> HttpRequest:
+    """"GET http://host/path" (method optional, GET by default; scheme optional, http)."""
+    from urllib.parse import urlsplit
+
+    parts = text.split()
+    if not parts or len(parts) > 2:
+        raise InputError(f"expected e.g. 'GET http://shop.example/cart', got {text!r}",
+                         obj="command line", field=field)
+    method = parts[0].upper() if len(parts) == 2 else "GET"
+    if method not in HTTP_METHODS:
+        raise InputError(f"unknown HTTP method {parts[0]!r}", obj="command line", field=field)
+    url = parts[-1] if "://" in parts[-1] else f"http://{parts[-1]}"
+    split = urlsplit(url)
+    if split.scheme not in ("http", "https") or not split.hostname:
+        raise InputError(f"not an http(s) URL: {parts[-1]!r}", obj="command line",
+                         field=field)
+    host = split.hostname + (f":{split.port}" if split.port else "")
+    path = split.path or "/"
+    if split.query:
+        path += f"?{split.query}"
+    return HttpRequest(method, host, path, split.scheme)
+
+
 @dataclass(frozen=True, slots=True)
 class TracePacket:
     """The packet a trace carries: L3/L4 header fields, TCP flags, TTL and any outer header.
@@ -116,6 +156,7 @@ class TracePacket:
     outer: Outer | None = None
     src_mac: str | None = None
     dst_mac: str | None = None
+    http: HttpRequest | None = None  # the request this connection carries (L7 hops)
 
     @property
     def family(self) -> int:
@@ -130,7 +171,7 @@ class TracePacket:
         flags = "SA" if self.tcp_flags == "S" else self.tcp_flags
         icmp = 0 if self.icmp_type == 8 else 129 if self.icmp_type == 128 else self.icmp_type
         return TracePacket(self.dst, self.src, self.protocol, self.dport, self.sport, flags,
-                           DEFAULT_TTL, icmp)
+                           DEFAULT_TTL, icmp, http=self.http)
 
     def text(self) -> str:
         flags = f" [{self.tcp_flags}]" if self.protocol == "tcp" else ""

@@ -17,7 +17,7 @@ RESERVED = {1: "host", 2: "world", 3: "unmanaged", 4: "health", 5: "init", 6: "r
             7: "kube-apiserver", 8: "ingress", 9: "world-ipv4", 10: "world-ipv6"}
 _TCP_FLAGS = {"S": "SYN", "A": "ACK", "F": "FIN", "R": "RST", "P": "PSH", "U": "URG"}
 _TYPES = {"to-endpoint", "to-overlay", "to-stack", "from-network", "to-network", "drop",
-          "policy-verdict", "sock"}
+          "policy-verdict", "sock", "to-proxy", "http-request"}
 
 
 def _identity(ident) -> str:
@@ -70,7 +70,17 @@ def hubble_lines(dp, t: Trace) -> list[str]:
             lines.append(_line(stamp, h.node, src, src_id, arrow, dst, dst_id, words[0],
                                words[1], _summary(p)))
             continue
+        if kind == "http-request":
+            lines.append(_line(stamp, h.node, src, src_id, arrow, dst, dst_id, "http-request",
+                               verdict, f"HTTP/1.1 {facts.get('http')}"))
+            continue
         if kind == "sock":
+            original = facts.get("original")
+            if original:
+                vip = _host(names, original[0], original[1])
+                lines.append(_line(stamp, h.node, src, src_id, arrow, vip, dst_id,
+                                   "pre-xlate-fwd", "TRACED", "TCP" if p.protocol == "tcp"
+                                   else p.protocol.upper()))
             lines.append(_line(stamp, h.node, src, src_id, arrow, dst, dst_id,
                                facts.get("sock_xlate", "post-xlate-fwd"), verdict, "TCP"
                                if p.protocol == "tcp" else p.protocol.upper()))
@@ -87,7 +97,11 @@ def _line(stamp, node, src, src_id, arrow, dst, dst_id, kind, verdict, summary) 
 
 
 def _names(dp) -> dict[str, str]:
-    return {ip: p.key for p in dp.cluster.pods if not p.host_network for ip in p.ips}
+    """Addresses Hubble can name: pods as ns/pod, Service VIPs as ns/service."""
+    names = {ip: f"{s.namespace}/{s.name}" for s in dp.cluster.services
+             for ip in s.cluster_ips}
+    names.update({ip: p.key for p in dp.cluster.pods if not p.host_network for ip in p.ips})
+    return names
 
 
 def _host(names: dict[str, str], ip: str, port: int) -> str:

@@ -165,11 +165,13 @@ def _family_pick(ips, family: int | None, field: str, what: str) -> str:
 
 
 def packet_for(source: Endpoint, destination: Endpoint, protocol: str,
-               sport: int | None = None) -> TracePacket:
+               sport: int | None = None, http=None) -> TracePacket:
     proto = protocol.lower()
     if proto == "icmp":
         return TracePacket(source.address, destination.address, "icmp", sport or 1, 0, "",
                            icmp_type=128 if ":" in source.address else 8)
+    if http is not None and proto != "tcp":
+        raise _fail("--http", "HTTP needs --protocol TCP")
     return TracePacket(source.address, destination.address, proto,
                        sport or DEFAULT_SPORT, destination.port,
-                       "S" if proto == "tcp" else "")
+                       "S" if proto == "tcp" else "", http=http)

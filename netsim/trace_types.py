@@ -32,6 +32,7 @@ REASONS = {
     "reply-dropped": "the request was delivered but its reply was dropped",
     "ttl-exceeded": "the packet looped until its TTL ran out",
     "service-backend-not-found": "Cilium's load balancer found no backend for the Service",
+    "http-denied": "an L7 proxy answered the request itself (403) under an HTTP policy rule",
     "unroutable": "the underlay has no route for the destination",
 }
 
