@@ -90,7 +90,23 @@ def _version(cidr: str) -> int:
     return 6 if ":" in cidr else 4
 
 
+_PLANS: dict[int, tuple[Cluster, _Plan]] = {}  # the last clusters' plans, by identity
+_PLANS_KEPT = 2
+
+
 def _plan(cluster: Cluster) -> _Plan:
+    """The cluster-wide facts, computed once per cluster (a trace builds nodes one by one)."""
+    found = _PLANS.get(id(cluster))
+    if found is not None and found[0] is cluster:
+        return found[1]
+    plan = _compute_plan(cluster)
+    while len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.pop(next(iter(_PLANS)))
+    _PLANS[id(cluster)] = (cluster, plan)
+    return plan
+
+
+def _compute_plan(cluster: Cluster) -> _Plan:
     if cluster.settings.cni != "calico":
         raise InputError(f"the cluster's CNI is {cluster.settings.cni}, not calico")
     plan = cluster.addressing

@@ -9,6 +9,7 @@ pkg/proxy/iptables/proxier.go (syncProxyRules, iptablesJumpChains) in
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -304,6 +305,7 @@ def _contains(cidr: str, ip: str) -> bool:
     return addr.version == net.version and addr in net
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def _ip(text: str) -> str:
     """ParseIPSloppy then String(): IPv4 octets with leading zeros read as decimal."""
     text = text.strip()

@@ -7,6 +7,7 @@ protocol first, then the matches in the order given, each in its own canonical s
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import shlex
@@ -47,6 +48,7 @@ def _hex(value: str) -> str:
     return f"0x{int(value, 16):x}"
 
 
+@functools.lru_cache(maxsize=1 << 18)  # the same addresses recur on every node compiled
 def _address(value: str, ipv6: bool) -> str:
     if "/" in value:
         return str(ipaddress.ip_network(value, strict=False))

@@ -8,6 +8,7 @@ sections 1 and 8). Topology hints are not modelled: the EndpointSlices netsim re
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from netsim.cluster import Cluster
 from netsim.model import IPV4, Node, Service, family
 
 
+@functools.lru_cache(maxsize=1 << 18)  # the same names recur on every node compiled
 def hash16(text: str) -> str:
     """kube-proxy's chain-name hash: base32 of SHA-256, first 16 characters (portProtoHash)."""
     return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
