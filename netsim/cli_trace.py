@@ -36,6 +36,8 @@ def register(sub: Any, cluster: argparse.ArgumentParser) -> None:
                    "--from) instead of --to")
     p.add_argument("--all-paths", action="store_true", help="follow every load-balancing "
                    "choice; each path with its probability")
+    p.add_argument("--endpoint", metavar="NS/POD|IP", help="pin the load-balancing choice: "
+                   "follow the path delivered to this pod (or address)")
     p.add_argument("--seed", type=int, default=0, help="which random path to follow "
                    "(default 0; the same seed gives the same path)")
     p.add_argument("--verbosity", choices=("detailed", "summary", "minimal"),
@@ -79,9 +81,28 @@ def cmd_trace(args: argparse.Namespace) -> int:
                   + (f" carrying {http}" if http else "")]
         for note in dest.notes:
             print(f"note: {note}", file=sys.stderr)
-    traces = [walk(dp, p, source.netns, mode=mode, seed=args.seed) for p in packets]
+    if args.endpoint:
+        traces = [_pinned(walk(dp, p, source.netns, mode="all"), args.endpoint)
+                  for p in packets]
+    else:
+        traces = [walk(dp, p, source.netns, mode=mode, seed=args.seed) for p in packets]
     _render(traces, labels, dp, fmt, out_file, args.verbosity)
     return 0 if all(t.result == "delivered" for t in traces) else 1
+
+
+def _pinned(trace, endpoint: str):
+    """The path of an all-paths trace that reached the given pod or address."""
+    from dataclasses import replace
+
+    paths = trace.branches or (trace,)
+    for path in paths:
+        ends = {path.delivered_to} | {h.packet.dst for h in path.request_hops
+                                      if h.action == "delivered"}
+        if endpoint in ends or any(e and e.startswith(endpoint + ":") for e in ends):
+            return replace(path, branches=())
+    reached = sorted({p.delivered_to or p.result for p in paths})
+    raise InputError(f"no path reaches {endpoint!r} (paths end at: {', '.join(reached)})",
+                     obj="command line", field="--endpoint")
 
 
 def _output(values: list[str]) -> tuple[str, str | None]:

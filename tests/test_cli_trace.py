@@ -127,3 +127,12 @@ def test_http_through_cilium_l7_policy(capsys, request_line, code, result):
     out = capsys.readouterr().out
     assert got == code
     assert out.splitlines()[2].startswith(f"result: {result}")
+
+
+@pytest.mark.parametrize("endpoint,pod", [("demo/web-2", "demo/web-2"),
+                                          ("10.244.1.11", "demo/web-1")])
+def test_endpoint_pins_the_load_balancing_choice(capsys, endpoint, pod):
+    code, out, _ = run(capsys, "--from", "demo/client", "--to", "svc/demo/web:80",
+                       "--endpoint", endpoint)
+    assert code == 0
+    assert out.splitlines()[2] == f"result: delivered to {pod} (p=0.5000)"

@@ -114,3 +114,14 @@ def test_star_wars_xwing_dropped_with_hubble_lines():
     assert "policy-verdict:none INGRESS DENIED" in lines[-2]
     t = walk(dp, TracePacket(tie.ip, svc.cluster_ips[0], "tcp", 40000, 80), f"pod:{tie.key}")
     assert t.result == "delivered"
+
+
+def test_geneve_tunnel():
+    dp = build(load([CLUSTER], overrides={"cni": "cilium", "cilium_tunnel_protocol": "geneve",
+                                          "proxy_mode": "none"}))
+    t = walk(dp, TracePacket(CLIENT, WEB2, "tcp", 40000, 8080), "pod:demo/client")
+    assert t.result == "delivered"
+    over = next(h for h in t.hops if "-> overlay" in h.action)
+    assert (over.packet.outer.kind, over.packet.outer.dport) == ("geneve", 6081)
+    assert any(h.action == "decapsulate on cilium_geneve" for h in t.hops)
+    assert over.packet.to_scapy().summary().startswith("Ether / IP / UDP / GENEVE")
