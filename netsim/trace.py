@@ -518,7 +518,7 @@ def walk(dp: Dataplane, packet: TracePacket, origin: str, *, mode: str = "sample
                 work.append(item)
     traces = [Trace(e.result, e.reason, e.detail, e.delivered_to if e.result == DELIVERED
                     else None, e.cursor.probability, e.cursor.hops, packet) for e in ends]
-    traces.sort(key=lambda t: -t.probability)
+    traces.sort(key=lambda t: (-round(t.probability, 9), t.delivered_to or "", t.reason))
     if mode == "sample" or len(traces) == 1:
         return traces[0]
     merged = _merge(traces)

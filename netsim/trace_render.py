@@ -46,21 +46,22 @@ def trace_text(t: Trace, verbosity: str = "summary", header: str = "") -> str:
         lines.append(f"paths: {len(t.branches)} (probabilities sum to "
                      f"{sum(b.probability for b in t.branches):.4f})")
         for i, b in enumerate(t.branches, 1):
-            lines.append(f"  path {i}: p={b.probability:.4f} {_result(b)}")
+            lines.append(f"  path {i}: p={b.probability:.4f} {_result(b, False)}")
         lines.append("")
         lines.append("path 1 (the most likely):" if t.branches else "")
     lines += _hops_text(t.hops, verbosity)
     if t.branches and verbosity != "minimal":
         for i, b in enumerate(t.branches[1:], 2):
-            lines += ["", f"path {i}: p={b.probability:.4f} {_result(b)}"]
+            lines += ["", f"path {i}: p={b.probability:.4f} {_result(b, False)}"]
             lines += _hops_text(b.hops, verbosity)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _result(t: Trace) -> str:
+def _result(t: Trace, probability: bool = True) -> str:
+    p = f" (p={t.probability:.4f})" if probability else ""
     if t.result == "delivered":
-        return f"delivered to {t.delivered_to} (p={t.probability:.4f})"
-    return f"{t.result} ({t.reason}): {t.detail} (p={t.probability:.4f})"
+        return f"delivered to {t.delivered_to}{p}"
+    return f"{t.result} ({t.reason}): {t.detail}{p}"
 
 
 def _hops_text(hops: tuple[Hop, ...], verbosity: str) -> list[str]:

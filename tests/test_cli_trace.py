@@ -52,8 +52,8 @@ def test_all_paths_lists_each_path(capsys):
                        "--all-paths")
     assert code == 0
     assert "paths: 2 (probabilities sum to 1.0000)" in out
-    assert "delivered to demo/web-1 (p=0.5000)" in out
-    assert "delivered to demo/web-2 (p=0.5000)" in out
+    assert "  path 1: p=0.5000 delivered to demo/web-1" in out.splitlines()
+    assert "  path 2: p=0.5000 delivered to demo/web-2" in out.splitlines()
 
 
 def test_pcap_has_every_hop_with_outer_headers(capsys, tmp_path):
