@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from netsim.generate import generate
     from netsim.packet import TracePacket
     from netsim.sources import RawDoc
-    from netsim.trace import walk
+    from netsim.walk import walk
 
     t0 = time.perf_counter()
     doc = generate(nodes=args.nodes, namespaces=args.namespaces, pods=args.pods,

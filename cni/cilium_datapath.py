@@ -189,7 +189,7 @@ def _to_overlay(walker, c, node, src_id, dst_id, remote, detail, reply) -> list:
     proto = walker.dp.cluster.settings.cilium_tunnel_protocol
     dev = f"cilium_{proto}"
     p = c.packet
-    from netsim.trace import _flow_port
+    from netsim.walk import _flow_port
 
     outer = Outer(proto, node.node_ip or "0.0.0.0", remote, _flow_port(p),
                   CILIUM_TUNNEL_PORTS[proto], src_id)

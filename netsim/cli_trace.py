@@ -51,8 +51,8 @@ def register(sub: Any, cluster: argparse.ArgumentParser) -> None:
 def cmd_trace(args: argparse.Namespace) -> int:
     from netsim.cli import load_cluster
     from netsim.dataplane import build
-    from netsim.trace import walk
     from netsim.trace_spec import packet_for, resolve_destination, resolve_source
+    from netsim.walk import walk
 
     fmt, out_file = _output(args.output)
     if args.read is None and not args.destination:

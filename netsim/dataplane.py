@@ -60,6 +60,8 @@ class Station:
     # connect() runs (socket load balancing); each is step(walker, cursor) -> steps.
     tc_ingress: dict[str, object] = field(default_factory=dict)
     connect_hooks: tuple = ()
+    # proxies listening in the namespace: (protocol, port) -> step(walker, cursor)
+    socket_programs: dict[tuple[str, int], object] = field(default_factory=dict)
 
     @cached_property
     def fib(self) -> Fib:

@@ -20,7 +20,7 @@ import pytest
 from netsim.cluster import load
 from netsim.dataplane import build
 from netsim.packet import TracePacket
-from netsim.trace import walk
+from netsim.walk import walk
 
 CLUSTER = str(Path(__file__).parent / "data" / "trace" / "cluster.yaml")
 EXTERNAL = "192.0.2.100"

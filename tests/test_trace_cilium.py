@@ -12,8 +12,8 @@ import pytest
 from netsim.cluster import load
 from netsim.dataplane import build
 from netsim.packet import TracePacket
-from netsim.trace import walk
 from netsim.trace_hubble import hubble_lines
+from netsim.walk import walk
 
 CLUSTER = str(Path(__file__).parent / "data" / "trace" / "cluster.yaml")
 REALWORLD = Path(__file__).resolve().parents[2] / "shared" / "realworld"

@@ -20,7 +20,7 @@ from netsim.errors import Source
 from netsim.packet import TracePacket
 from netsim.reach import matrix
 from netsim.sources import RawDoc
-from netsim.trace import walk
+from netsim.walk import walk
 
 FILENAME, CASES = load_suite("networkpolicy")
 BASE = [RawDoc(o, Source("<base cluster>", i + 1)) for i, o in enumerate(base_objects())]

@@ -54,6 +54,24 @@ class Cursor:
     delivered_to: str | None = None
     connected: tuple[str, int] | None = None  # the backend socket LB connected to
     tunnel_id: int | None = None  # the VNI of the tunnel the packet came out of
+    # the connection being traced: who opened it and what it sent; proxies (sidecars,
+    # ingress controllers) open further connections, stacked in `legs` until replies unwind
+    origin: str = ""
+    sent: TracePacket | None = None
+    uid: int | None = None  # the sending process's uid (-m owner), None when unknown
+    original_dst: tuple[str, int] | None = None  # before REDIRECT/DNAT: SO_ORIGINAL_DST
+    legs: tuple[Leg, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """A connection a proxy accepted while it opens the next one: where it was opened, what
+    was sent, and the packet as the proxy's socket received it (its reply starts there)."""
+
+    origin: str
+    sent: TracePacket
+    arrived: TracePacket
+    connected: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +93,6 @@ class Walker:
     dp: Dataplane
     mode: str = "sample"
     seed: int = 0
-    origin: str = ""
-    sent: TracePacket | None = None
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -129,6 +145,8 @@ class Walker:
         pkt = c.nf or _nf_packet(c.packet, c.in_iface)
         if out_iface is not None:
             pkt = replace(pkt, out_iface=out_iface)
+        if c.uid is not None and hooks[0] in ("OUTPUT", "POSTROUTING"):
+            ctx = replace(ctx, uid=c.uid, gid=c.uid)
         branches = netfilter.traverse(ruleset, pkt, hooks, ctx,
                                       mode="all" if self.mode == "all" else "sample")
         out = []
@@ -137,6 +155,9 @@ class Walker:
             tables = {**dict(c.conntrack), c.netns: b.conntrack}
             nc = replace(c, nf=b.packet, probability=c.probability * b.probability,
                          conntrack=tuple(tables.items()))
+            if c.direction == REQUEST and c.original_dst is None and \
+                    (new.dst, new.dport) != (c.packet.dst, c.packet.dport):
+                nc = replace(nc, original_dst=(c.packet.dst, c.packet.dport))
             nc = self.hop(nc, "netfilter", _nf_action(hooks, b), _nf_detail(b), new,
                           interface=out_iface if hooks[0] in ("FORWARD", "OUTPUT",
                                                               "POSTROUTING") else None)
@@ -260,6 +281,9 @@ class Walker:
         p = c.packet
         if c.direction == REPLY:
             return self.reply_arrived(c)
+        program = st.socket_programs.get((p.protocol, p.dport)) if st.socket_programs else None
+        if program is not None:  # a proxy listens here (a sidecar's 15001/15006)
+            return program(self, c)
         if p.protocol == "icmp":
             sock, what = None, "the kernel answers the echo request"
         else:
@@ -278,10 +302,17 @@ class Walker:
                         route=None)
         return [(replace(reply, delivered_to=st.owner), self.send)]
 
+    def open_leg(self, c: Cursor, packet: TracePacket, uid: int | None = None) -> Cursor:
+        """A proxy in c.netns, having accepted c's connection, opens the next one."""
+        leg = Leg(c.origin, c.sent, c.packet, c.connected)
+        return replace(c, origin=c.netns, sent=packet, packet=packet, uid=uid, nf=None,
+                       in_iface=None, route=None, original_dst=None, connected=None,
+                       legs=(*c.legs, leg))
+
     def reply_arrived(self, c: Cursor) -> list:
-        sent = self.sent
+        sent = c.sent
         p = c.packet
-        if c.netns != self.origin:
+        if c.netns != c.origin:
             return self.end(c, DROPPED, "reply-mismatch", f"the reply reached {c.netns}, not "
                             "the sender")
         # socket LB connected the socket to the backend itself (getpeername() still
@@ -293,6 +324,12 @@ class Walker:
                             f"connected to {_ep(sent.dst, sent.dport)}: its socket resets it")
         c = self.hop(c, "socket", "reply received", [f"the sender's socket accepts the reply "
                                                      f"from {_ep(p.src, p.sport)}"])
+        if c.legs:  # the proxy answers the connection it accepted, from its own socket
+            leg = c.legs[-1]
+            back = replace(c, origin=leg.origin, sent=leg.sent, connected=leg.connected,
+                           legs=c.legs[:-1], packet=leg.arrived.reply(), nf=None,
+                           in_iface=None, route=None, uid=None)
+            return [(back, self.send)]
         return self.end(c, DELIVERED, "delivered", REASONS_DELIVERED, c.delivered_to)
 
     # ------------------------------------------------------------------ devices
@@ -502,8 +539,8 @@ def walk(dp: Dataplane, packet: TracePacket, origin: str, *, mode: str = "sample
     `Trace.branches`, probabilities summing to 1)."""
     if mode not in ("sample", "all"):
         raise ValueError("mode must be 'sample' or 'all'")
-    walker = Walker(dp, mode, seed, origin, packet)
-    first = Cursor(origin, packet)
+    walker = Walker(dp, mode, seed)
+    first = Cursor(origin, packet, origin=origin, sent=packet)
     start = walker.station(first)
     first = walker.hop(first, "socket", "send", [f"{start.owner} sends {packet.text()}"],
                        interface=None)
