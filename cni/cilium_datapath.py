@@ -361,8 +361,36 @@ def from_netdev(walker, c) -> list:
     return walker.stack_receive(c)
 
 
+DROP_LB_SOURCE_RANGE = 177  # DENIED_BY_LB_SRC_RANGE_CHECK
+
+
+def _source_range_denied(walker, svc, p) -> bool:
+    """lb4_src_range_ok: a LoadBalancer frontend admits only its loadBalancerSourceRanges."""
+    import ipaddress
+
+    if svc.type != "LoadBalancer":
+        return False
+    ns, _, name = svc.service.partition("/")
+    service = walker.dp.cluster.service(ns, name)
+    ranges = service.load_balancer_source_ranges if service is not None else ()
+    if not ranges:
+        return False
+    addr = ipaddress.ip_address(p.src)
+    return not any(addr in ipaddress.ip_network(r, strict=False) for r in ranges
+                   if (":" in r) == (addr.version == 6))
+
+
 def _nodeport(walker, c, node, svc) -> list:
     p = c.packet
+    if _source_range_denied(walker, svc, p):
+        c = walker.hop(c, "cilium", f"{BPF_HOST} lb4_src_range_ok: {p.src} not allowed",
+                       [f"{svc.service} loadBalancerSourceRanges"],
+                       event=_event("drop", "DROPPED", WORLD, None,
+                                    drop_reason=DROP_LB_SOURCE_RANGE))
+        return walker.end(c, "dropped", "lb-source-range",
+                          f"{p.src} is outside {svc.service}'s loadBalancerSourceRanges "
+                          f"(Cilium drop reason {DROP_LB_SOURCE_RANGE}, "
+                          "DENIED_BY_LB_SRC_RANGE_CHECK)")
     master = (f"lb4_services_v2[{p.dst}:{p.dport}/{p.protocol.upper()} slot 0] = "
               f"count={svc.count} rev_nat={svc.rev_nat_index} ({svc.service}, "
               f"{', '.join(svc.flag_words)})")

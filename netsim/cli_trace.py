@@ -18,7 +18,7 @@ def register(sub: Any, cluster: argparse.ArgumentParser) -> None:
                        description="Trace one packet (and its reply) through the emulated "
                        "dataplane. Exit status: 0 delivered, 1 dropped or rejected.")
     p.add_argument("--from", dest="source", required=True, metavar="SOURCE",
-                   help="NS/POD, node/NAME or external")
+                   help="NS/POD, node/NAME, external or external:IP")
     p.add_argument("--to", dest="destination", metavar="DEST",
                    help="NS/POD:PORT, svc/NS/NAME:PORT (port number or name), "
                    "node/NAME:PORT or IP:PORT")
@@ -55,9 +55,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from netsim.walk import walk
 
     fmt, out_file = _output(args.output)
-    if args.read is None and not args.destination:
-        raise InputError("required: --to DEST (or --read PCAP)", obj="command line",
-                         field="--to")
+    if args.read is None and not args.destination and not args.http:
+        raise InputError("required: --to DEST (or --http REQUEST through the ingress "
+                         "controller, or --read PCAP)", obj="command line", field="--to")
     cluster = load_cluster(args)
     dp = build(cluster)
     if fmt == "hubble" and dp.cni != "cilium":
@@ -70,12 +70,15 @@ def cmd_trace(args: argparse.Namespace) -> int:
         labels = [f"{p.text()} (packet {i} of {args.read})" for i, p in enumerate(packets, 1)]
     else:
         protocol = args.protocol or _service_protocol(dp, args.destination) or "TCP"
-        dest = resolve_destination(dp, args.destination, protocol, source, args.port)
         http = None
         if args.http:
             from netsim.packet import parse_http
 
             http = parse_http(args.http)
+        if args.destination is None:
+            dest = _ingress_front(dp, http, source)
+        else:
+            dest = resolve_destination(dp, args.destination, protocol, source, args.port)
         packets = [packet_for(source, dest, protocol, args.sport, http)]
         labels = [f"{packets[0].text()} from {source.label} to {dest.label}"
                   + (f" carrying {http}" if http else "")]
@@ -103,6 +106,28 @@ def _pinned(trace, endpoint: str):
     reached = sorted({p.delivered_to or p.result for p in paths})
     raise InputError(f"no path reaches {endpoint!r} (paths end at: {', '.join(reached)})",
                      obj="command line", field="--endpoint")
+
+
+def _ingress_front(dp, http, source):
+    """No --to: the request goes to the ingress controller serving its host."""
+    from netsim.dataplane import EXTERNAL_NETNS
+    from netsim.trace_spec import Endpoint
+    from proxy.ingress import controllers, route
+    from proxy.ingress_datapath import front
+
+    found = controllers(dp.cluster)
+    if not found:
+        raise InputError("the cluster has no Ingress and no ingress controller: give --to",
+                         obj="command line", field="--to")
+    answer = route(dp.cluster, http.host, http.path, http.scheme)
+    ctl = next((c for c in found if c.ingress_class == answer.ingress_class), found[0])
+    where = front(dp, ctl, http.scheme, source.netns == EXTERNAL_NETNS)
+    if where is None:
+        raise InputError(f"cannot tell how to reach the {ctl.ingress_class} ingress "
+                         "controller: give --to", obj="command line", field="--to")
+    ip, port = where
+    return Endpoint(None, ip, port, f"ingress controller {ctl.service or ctl.controller} "
+                    f"({ip}:{port})")
 
 
 def _output(values: list[str]) -> tuple[str, str | None]:

@@ -118,6 +118,23 @@ class Dataplane:
                 out.setdefault(ip, []).append(s)
         return {k: tuple(v) for k, v in out.items()}
 
+    @cached_property
+    def _cluster_networks(self) -> tuple:
+        import ipaddress
+
+        a = self.cluster.addressing
+        return tuple(ipaddress.ip_network(c, strict=False)
+                     for c in (*a.pod_cidrs, *a.service_cidrs, *a.node_cidrs))
+
+    def is_external(self, ip: str) -> bool:
+        """An address outside every range the cluster uses: the world beyond the gateway."""
+        import ipaddress
+
+        if ip in self.load_balancer_ips or ip in self.node_by_ip:
+            return False
+        addr = ipaddress.ip_address(ip)
+        return not any(addr.version == n.version and addr in n for n in self._cluster_networks)
+
     def netns_of(self, ip: str) -> str | None:
         """The namespace that owns an address: a pod's, a node's, or the external client's."""
         pod = self.cluster.pod_by_ip(ip)
@@ -186,6 +203,10 @@ class Dataplane:
             from cni.cilium_datapath import attach
 
             attach(self, station)
+        if self.cluster.ingresses:
+            from proxy.ingress_datapath import attach as attach_ingress
+
+            attach_ingress(self, station)
 
     def _cni(self):
         if self.cni == "calico":
@@ -271,12 +292,14 @@ def _source_address(interfaces: dict[str, tuple[str, ...]], fam: int):
 def _external_station(dp: Dataplane) -> Station:
     from netsim.netns import Interface, Route
 
+    # The outside world as one namespace: every address beyond the cluster's ranges is one
+    # of its hosts (the client netsim picks by default, or one named with external:IP).
     ip = dp.external_ip
     fam = 6 if ":" in ip else 4
     prefix = 128 if fam == 6 else 32
     iface = Interface("eth0", "ethernet", (f"{ip}/{prefix}",))
-    default = "::/0" if fam == 6 else "0.0.0.0/0"
-    ns = Namespace(EXTERNAL_NETNS, None, (iface,), (Route(default, dev="eth0"),),
+    routes = (Route("0.0.0.0/0", dev="eth0"), Route("::/0", dev="eth0"))
+    ns = Namespace(EXTERNAL_NETNS, None, (iface,), routes,
                    (Route(ip, dev="eth0", type="local", table="local"),))
     return Station(EXTERNAL_NETNS, "external", None, ns, "external", assume_listening=True)
 

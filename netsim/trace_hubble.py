@@ -58,7 +58,8 @@ def hubble_lines(dp, t: Trace) -> list[str]:
         if kind == "drop":
             reason = facts.get("drop_reason")
             what = {133: "Policy denied", 181: "Policy denied by denylist",
-                    158: "Service backend not found"}.get(reason, f"drop reason {reason}")
+                    158: "Service backend not found",
+                    177: "Denied by LB src range check"}.get(reason, f"drop reason {reason}")
             if facts.get("policy"):
                 lines.append(_line(stamp, h.node, src, src_id, arrow, dst, dst_id,
                                    facts["policy"].rsplit(" ", 1)[0], "DENIED", _summary(p)))

@@ -6,6 +6,8 @@ from netsim.packet import TracePacket
 from netsim.trace_types import REPLY, Hop, Trace
 
 VERBOSITIES = ("detailed", "summary", "minimal")
+# hops minimal output keeps even when they rewrite nothing: sockets and proxies
+_ALWAYS = frozenset({"socket", "ingress-nginx", "envoy"})
 
 
 def packet_json(p: TracePacket) -> dict:
@@ -70,7 +72,7 @@ def _hops_text(hops: tuple[Hop, ...], verbosity: str) -> list[str]:
     direction = None
     previous: TracePacket | None = None
     for h in hops:
-        if verbosity == "minimal" and not h.changed and h.component != "socket":
+        if verbosity == "minimal" and not h.changed and h.component not in _ALWAYS:
             previous = h.packet
             continue
         if h.direction != direction:

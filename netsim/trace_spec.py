@@ -35,8 +35,15 @@ def _fail(field: str, why: str) -> InputError:
 def resolve_source(dp: Dataplane, text: str, family: int | None = None) -> Endpoint:
     """--from: ns/pod, node/NAME or external."""
     cluster = dp.cluster
-    if text == "external":
-        ip = dp.external_ip
+    if text == "external" or text.startswith("external:"):
+        ip = text.partition(":")[2] or dp.external_ip
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise _fail("--from", f"external:{ip} is not an address") from None
+        if not dp.is_external(ip):
+            raise _fail("--from", f"{ip} is inside the cluster's ranges (pods, Services, "
+                        "nodes, load balancers): not an external client")
         return Endpoint(EXTERNAL_NETNS, ip, 0, f"external client {ip}")
     if text.startswith("node/"):
         node = cluster.node(text[5:])

@@ -32,7 +32,10 @@ REASONS = {
     "reply-dropped": "the request was delivered but its reply was dropped",
     "ttl-exceeded": "the packet looped until its TTL ran out",
     "service-backend-not-found": "Cilium's load balancer found no backend for the Service",
+    "lb-source-range": "the client is outside the LoadBalancer's loadBalancerSourceRanges",
     "http-denied": "an L7 proxy answered the request itself (403) under an HTTP policy rule",
+    "http-error": "a proxy (the ingress controller) answered the request itself with an HTTP "
+                  "error or redirect (404, 503, 308)",
     "unroutable": "the underlay has no route for the destination",
 }
 

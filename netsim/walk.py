@@ -30,7 +30,7 @@ from netsim.trace_types import (
 )
 from proxy import netfilter
 
-MAX_HOPS = 64
+MAX_HOPS = 1000  # a safety net: real loops end by TTL; proxied traces are long
 EPHEMERAL_PORTS = (32768, 60999)  # net.ipv4.ip_local_port_range default
 _FLAG_NAMES = {"F": "FIN", "S": "SYN", "R": "RST", "P": "PSH", "A": "ACK", "U": "URG"}
 _FLAG_LETTERS = {v: k for k, v in _FLAG_NAMES.items()}
@@ -282,8 +282,14 @@ class Walker:
         if c.direction == REPLY:
             return self.reply_arrived(c)
         program = st.socket_programs.get((p.protocol, p.dport)) if st.socket_programs else None
-        if program is not None:  # a proxy listens here (a sidecar's 15001/15006)
+        if program is not None:  # a proxy listens here (a sidecar, an ingress controller)
             return program(self, c)
+        return self.deliver_socket(c)
+
+    def deliver_socket(self, c: Cursor) -> list:
+        """The listening socket takes the packet; its reply starts back."""
+        st = self.station(c)
+        p = c.packet
         if p.protocol == "icmp":
             sock, what = None, "the kernel answers the echo request"
         else:
@@ -420,8 +426,8 @@ class Walker:
                          packet, interface=dev.name)
             return [(replace(c, netns=target.id, in_iface="eth0", nf=None, route=None),
                      self.receive)]
-        if dst == dp.external_ip:
-            c = self.hop(c, "underlay", f"{dev.name} -> the external client",
+        if dp.is_external(dst):
+            c = self.hop(c, "underlay", f"{dev.name} -> outside the cluster ({dst})",
                          [f"next hop {hop_ip}"], interface=dev.name)
             return [(replace(c, netns=EXTERNAL_NETNS, in_iface="eth0", nf=None, route=None),
                      self.receive)]
@@ -501,6 +507,8 @@ class Walker:
         ipvs = st.ipvs.get(p.family)
         if ipvs is not None and dst in ipvs.dummy_addresses:
             return Route(dst, dev="kube-ipvs0", type="local", table="local", scope="host")
+        if st.kind == "external" and self.dp.is_external(dst):  # the world owns the rest
+            return Route(dst, dev="eth0", type="local", table="local", scope="host")
         return st.fib.lookup(dst)
 
     def _nf_end(self, c: Cursor, b: netfilter.Branch) -> list:
@@ -516,6 +524,8 @@ class Walker:
             text += f"; policies evaluated: {', '.join(policies)}"
         if chain.startswith("cali-"):
             reason = "policy-denied"
+        elif comment and "traffic not accepted by KUBE-FW-" in comment:
+            reason = "lb-source-range"
         elif comment and comment.endswith("has no local endpoints"):
             reason = "no-local-endpoints"
         elif comment and comment.endswith("has no endpoints"):
