@@ -14,7 +14,10 @@ Version emulated: felix with policy IDs `<kind>/<namespace>/<name>` (felix/types
 e.g. `cali-pi-knp/default/allow-db`), mark bits accept 0x10000, pass 0x20000, drop 0x40000,
 scratch0 0x80000, scratch1 0x100000 (IptablesMarkMask 0xffff0000), tiers with a
 defaultAction (the admin tiers Pass), flow logs off (no NFLOG rules), iptables (not nftables)
-mode, kube-proxy not in IPVS mode (no endpoint-mark chains).
+mode. KubeIPVSSupportEnabled when kube-proxy runs in IPVS mode (felix detects kube-ipvs0):
+the endpoint marks (the mask's remaining bits, 0xffe00000), cali-forward-check,
+cali-forward-endpoint-mark, cali-set-endpoint-mark, cali-from-endpoint-mark and a cali-sm-
+chain per workload (felix_epmark), and the cali40this-host set they match.
 
 Assumptions where manifests are silent, each stated once here:
 - FelixConfiguration defaults, except DefaultEndpointToHostAction=ACCEPT, which Calico's
@@ -35,8 +38,12 @@ Assumptions where manifests are silent, each stated once here:
 - felix's per-rule `cali:<hash>` comments are left out; the human comments are kept.
 - Host -> local workload traffic is not policed: cali-OUTPUT returns every packet leaving
   by a cali+ interface (`-o cali+ -j RETURN`, static.go filterOutputChain in current felix;
-  no `-m ipvs` match there, and the IPVS endpoint-mark chains only exist when felix detects
-  kube-ipvs0).
+  no `-m ipvs` match there since felix PR #1724). Under IPVS, a host process's packet to a
+  Service is policed by the backend's ingress policy: cali-INPUT gives it the non-Calico
+  endpoint mark and cali-forward-endpoint-mark runs cali-to-wl-dispatch.
+- The cali40this-host set (felix hostip_mgr: the addresses of every interface but the
+  workloads' and kube-ipvs0, felix's default InterfaceExclude) holds the node's addresses,
+  its tunnel address and loopback's.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ from policies.calico import (
 from policies.calico_selector import Expr
 from proxy.netfilter import IPSet
 
+from .felix_epmark import endpoint_mark_chains, endpoint_marks
 from .felix_ipsets import WorkloadClass, WorkloadIndex, has_veth, ipset_save, net_set
 from .felix_policy import (
     PolicyGroup,
@@ -82,6 +90,7 @@ from .felix_text import (
     FROM_WORKLOAD,
     FROM_WORKLOAD_DISPATCH,
     MASQ_POOLS,
+    THIS_HOST,
     TO_WORKLOAD,
     TO_WORKLOAD_DISPATCH,
     ipset_name,
@@ -105,9 +114,12 @@ class FelixRules:
         return ipset_save(self.ipsets[name] for name in sorted(self.ipsets))
 
 
-def compile_felix(cluster: Cluster, node: str, family: int = 4) -> FelixRules:
+def compile_felix(cluster: Cluster, node: str, family: int = 4,
+                  ipvs: bool | None = None) -> FelixRules:
     """felix's rules and IP sets on `node` for IPv4 (4) or IPv6 (6).
 
+    `ipvs`: whether kube-proxy runs in IPVS mode (felix's KubeIPVSSupportEnabled); None
+    decides from the cluster (kube-proxy's configured mode; no kube-proxy is not IPVS).
     Raises InputError for an unknown node, an invalid Calico policy or a policy naming a
     tier that does not exist. Cluster-wide work (policy conversion, selector membership) is
     shared between calls for the same cluster object.
@@ -116,13 +128,29 @@ def compile_felix(cluster: Cluster, node: str, family: int = 4) -> FelixRules:
         raise ValueError("family must be 4 or 6")
     if cluster.node(node) is None:
         raise InputError(f"no Node named {node!r}")
-    return _state(cluster).compile(node, family)
+    if ipvs is None:
+        ipvs = kube_proxy_ipvs(cluster, node)
+    return _state(cluster).compile(node, family, ipvs)
 
 
-def compile_felix_all(cluster: Cluster, family: int = 4) -> dict[str, FelixRules]:
+def compile_felix_all(cluster: Cluster, family: int = 4,
+                      ipvs: bool | None = None) -> dict[str, FelixRules]:
     """compile_felix for every node of the cluster."""
     state = _state(cluster)
-    return {n.name: state.compile(n.name, family) for n in cluster.nodes}
+    return {n.name: state.compile(n.name, family,
+                                  kube_proxy_ipvs(cluster, n.name) if ipvs is None else ipvs)
+            for n in cluster.nodes}
+
+
+def kube_proxy_ipvs(cluster: Cluster, node: str) -> bool:
+    """Whether kube-proxy on the node runs in IPVS mode (so kube-ipvs0 exists and felix
+    turns KubeIPVSSupportEnabled on): its configured mode; False without kube-proxy."""
+    from proxy.kube_proxy.options import options_for
+
+    try:
+        return options_for(cluster, node).mode == "ipvs"
+    except InputError:  # proxy mode none (Cilium's kube-proxy replacement)
+        return False
 
 
 def workload_interface(namespace: str, pod: str) -> str:
@@ -185,7 +213,7 @@ class _State:
             self._tiers[key] = found
         return found
 
-    def compile(self, node: str, family: int) -> FelixRules:
+    def compile(self, node: str, family: int, ipvs: bool = False) -> FelixRules:
         index = self.index
         used: dict[str, IPSet] = {}
         sets = SetNamer(lambda s: index.selector_set(s, family),
@@ -193,7 +221,7 @@ class _State:
                         used)
         ipip = self.encapsulation.startswith("IPIP") and family == 4
         vxlan = self.encapsulation.startswith("VXLAN")
-        filt = filter_table(family, ipip, vxlan)
+        filt = filter_table(family, ipip, vxlan, ipvs)
         ifaces: list[str] = []
         profiles: set[tuple[str, bool]] = set()
         active: dict[Policy, None] = {}
@@ -219,19 +247,24 @@ class _State:
                 **dispatch_chains(ifaces, FROM_WORKLOAD_DISPATCH, FROM_WORKLOAD, True),
                 **dispatch_chains(ifaces, TO_WORKLOAD_DISPATCH, TO_WORKLOAD, False)}.items():
             filt.chains[name] = rules
+        if ipvs:
+            filt.chains.update(endpoint_mark_chains(endpoint_marks(sorted(ifaces))))
         for profile, allow in sorted(profiles):
             filt.chains.update(profile_chains(profile, allow))
         for policy in active:
             filt.chains.update(policy_chains(policy, family, sets))
         tunnels = self._tunnels(node, family, ipip, vxlan)
         masq = [c for c, nat in self.pools if nat]
-        tables = [raw_table(family, vxlan), mangle_table(),
+        tables = [raw_table(family, vxlan), mangle_table(ipvs),
                   nat_table(family, tunnels, bool(masq)), filt]
         text = "".join(t.render() for t in tables)
         available = dict(used)
         if family not in self._static:
             self._static[family] = self._static_sets(family, masq)
         available.update({s.name: s for s in self._static[family]})
+        if ipvs:
+            this_host = self._this_host(node, family, tunnels)
+            available[this_host.name] = this_host
         referenced = {name: available[name] for name in sorted(available)
                       if f"--match-set {name} " in text}
         return FelixRules(node, family, text, MappingProxyType(referenced))
@@ -248,6 +281,18 @@ class _State:
         if vxlan:
             return [CALICO_VXLAN_DEVICE if family == 4 else CALICO_VXLAN_V6_DEVICE]
         return []
+
+    def _this_host(self, node: str, family: int, tunnels: list[str]) -> IPSet:
+        """hostip_mgr's set: the addresses of the node's non-workload interfaces (eth0, the
+        tunnel device, lo); hash:ip."""
+        addresses = list(self.cluster.node(node).internal_ips)
+        if tunnels:
+            found = self.cluster.addressing.tunnel_ips.get(node, ())
+            addresses += [found] if isinstance(found, str) else list(found)
+        addresses.append("127.0.0.1" if family == 4 else "::1")
+        members = sorted({a for a in addresses if (":" in a) == (family == 6)},
+                         key=ipaddress.ip_address)
+        return IPSet(ipset_name(family, THIS_HOST), "hash:ip", tuple(members), family)
 
     def _static_sets(self, family: int, masq: list[str]) -> list[IPSet]:
         hosts = [ip for n in self.cluster.nodes for ip in n.internal_ips]

@@ -400,6 +400,20 @@ def dispatch_chains(names: list[str], root: str, endpoint_prefix: str,
                     inbound: bool) -> dict[str, list[R]]:
     """interfaceNameDispatchChains: a goto per interface, grouped into child chains by the
     character after the common prefix, each ending in "Unknown interface"."""
+    def end() -> list[R]:
+        return [R(target="-j DROP", comments=("Unknown interface",))]
+
+    chains, rules = dispatch_tree(names, root, endpoint_prefix, inbound, end)
+    chains[root] = rules + end()
+    return chains
+
+
+def dispatch_tree(names: list[str], root: str, endpoint_prefix: str, inbound: bool,
+                  end: Callable[[], list[R]] = list) -> tuple[dict[str, list[R]], list[R]]:
+    """buildSingleDispatchChains: (the child chains, each ending in `end()`, and the root
+    chain's rules before its end rules): a goto per interface to its `endpoint_prefix`
+    chain, interfaces sharing the next character after the common prefix grouped into a
+    child chain `<root>-<character>`."""
     names = sorted(set(names))
     common = _common_prefix(names)
     bins: dict[str, list[str]] = {}
@@ -411,7 +425,6 @@ def dispatch_chains(names: list[str], root: str, endpoint_prefix: str,
         return R(target=f"-g {target}", **({"in_iface": iface} if inbound else
                                            {"out_iface": iface}))
 
-    end = R(target="-j DROP", comments=("Unknown interface",))
     chains: dict[str, list[R]] = {}
     rules: list[R] = []
     for prefix, members in bins.items():
@@ -419,12 +432,10 @@ def dispatch_chains(names: list[str], root: str, endpoint_prefix: str,
             child = f"{root}-{prefix[len(common):]}"
             rules.append(goto(prefix + "+", child))
             chains[child] = [goto(n, length_limited_id(endpoint_prefix, n)) for n in members]
-            chains[child].append(R(target=end.target, comments=end.comments))
+            chains[child] += end()
         else:
             rules.append(goto(members[0], length_limited_id(endpoint_prefix, members[0])))
-    rules.append(end)
-    chains[root] = rules
-    return chains
+    return chains, rules
 
 
 def _common_prefix(names: list[str]) -> str:

@@ -8,6 +8,14 @@ felix/dataplane/linux/int_dataplane.go setUpIptablesNormal: jumps inserted at th
 built-in chains, except nat POSTROUTING and filter FORWARD's accept rules, which are appended.
 Host endpoints, failsafe ports and floating IPs have no configuration here, so their chains
 are empty (or unreferenced, and felix does not program unreferenced chains).
+
+With KubeIPVSSupportEnabled (felix turns it on when kube-ipvs0 exists, i.e. kube-proxy runs
+in IPVS mode) a packet to a Service reaches INPUT, not FORWARD, and IPVS sends it on through
+OUTPUT: cali-INPUT marks it with its ingress endpoint (StaticFilterInputForwardCheckChain:
+cali-forward-check) and returns, and cali-OUTPUT sends marked packets to
+cali-forward-endpoint-mark (StaticFilterOutputForwardEndpointMarkChain), which runs the
+source workload's egress policy (by its mark) and the destination workload's ingress policy
+as FORWARD would, after IPVS chose the backend.
 """
 
 from __future__ import annotations
@@ -23,11 +31,17 @@ from .felix_text import (
     FILTER_OUTPUT,
     FIP_DNAT,
     FIP_SNAT,
+    FORWARD_CHECK,
+    FORWARD_ENDPOINT_MARK,
+    FROM_ENDPOINT_MARK_DISPATCH,
     FROM_HEP_FORWARD,
     FROM_HOST_ENDPOINT,
     FROM_WORKLOAD_DISPATCH,
     IFACE_WILDCARD,
+    KUBE_NODE_PORT_RANGE,
     MARK_ACCEPT,
+    MARK_ENDPOINT,
+    MARK_NON_CALI_ENDPOINT,
     MARK_SCRATCH0,
     MASQ_POOLS,
     NAT_OUTGOING,
@@ -36,6 +50,8 @@ from .felix_text import (
     PREROUTING,
     PROTO_IPIP,
     RPF_SKIP,
+    SET_ENDPOINT_MARK_DISPATCH,
+    THIS_HOST,
     TO_HEP_FORWARD,
     TO_HOST_ENDPOINT,
     TO_WORKLOAD_DISPATCH,
@@ -47,6 +63,8 @@ from .felix_text import (
     ctstate,
     ipset_name,
     mark_clear,
+    mark_matches,
+    mark_not_clear,
     mark_set,
     match_set,
     multiport,
@@ -63,8 +81,9 @@ def _vxlan_dport() -> str:
     return multiport("dports", [(VXLAN_PORT, VXLAN_PORT)])
 
 
-def filter_table(family: int, ipip: bool, vxlan: bool) -> Table:
-    """The filter table's static chains and hooks (the dispatch chains are added later)."""
+def filter_table(family: int, ipip: bool, vxlan: bool, ipvs: bool = False) -> Table:
+    """The filter table's static chains and hooks (the dispatch chains are added later);
+    `ipvs`: KubeIPVSSupportEnabled."""
     t = Table("filter")
     t.chain(FILTER_FORWARD, [
         R(target=clear_mark(ALL_MARKS & ~MARK_ACCEPT)),
@@ -87,6 +106,14 @@ def filter_table(family: int, ipip: bool, vxlan: bool) -> Table:
                   comments=(f"Allow {v} VXLAN packets from allowed hosts",)),
                 R((_vxlan_dport(), "-m addrtype --dst-type LOCAL"), "-j DROP", proto="udp",
                   comments=(f"Drop {v} VXLAN packets from non-allowed hosts",))]
+    if ipvs:
+        # Packets forwarded by IPVS (to a Service) get their endpoint mark and skip the
+        # "to local host" rules.
+        inp += [R(target=clear_mark(MARK_ENDPOINT)),
+                R(target=f"-j {FORWARD_CHECK}"),
+                R((mark_not_clear(MARK_ENDPOINT),), "-j RETURN")]
+        t.chain(FORWARD_CHECK, forward_check_chain(family))
+        t.chain(FORWARD_ENDPOINT_MARK, forward_endpoint_mark_chain())
     inp += [R(target=f"-g {WORKLOAD_TO_HOST}", in_iface=IFACE_WILDCARD),
             R((mark_set(MARK_ACCEPT),), "-j ACCEPT"),
             R(target=clear_mark(ALL_MARKS)),
@@ -99,8 +126,12 @@ def filter_table(family: int, ipip: bool, vxlan: bool) -> Table:
     # DefaultEndpointToHostAction=ACCEPT, as Calico's install manifests set it.
     to_host += [R(target=f"-j {FROM_WORKLOAD_DISPATCH}"),
                 R(target="-j ACCEPT", comments=("Configured DefaultEndpointToHostAction",))]
-    out = t.chain(FILTER_OUTPUT, [R((mark_set(MARK_ACCEPT),), "-j ACCEPT"),
-                                  R(target="-j RETURN", out_iface=IFACE_WILDCARD)])
+    out = t.chain(FILTER_OUTPUT, [R((mark_set(MARK_ACCEPT),), "-j ACCEPT")])
+    if ipvs:
+        # Forwarded through IPVS: handled as FORWARD would (a goto, so that a RETURN goes
+        # back to OUTPUT).
+        out.append(R((mark_not_clear(MARK_ENDPOINT),), f"-g {FORWARD_ENDPOINT_MARK}"))
+    out.append(R(target="-j RETURN", out_iface=IFACE_WILDCARD))
     if ipip:
         out.append(R((match_set(ipset_name(4, ALL_HOSTS), "dst"),
                       "-m addrtype --src-type LOCAL"), "-j ACCEPT", proto=IPIP,
@@ -125,6 +156,34 @@ def filter_table(family: int, ipip: bool, vxlan: bool) -> Table:
     return t
 
 
+def forward_check_chain(family: int) -> list[R]:
+    """StaticFilterInputForwardCheckChain: mark packets that IPVS will forward, i.e. new
+    connections to a NodePort of this host or to an address that is not the host's own
+    (a Service address on kube-ipvs0)."""
+    host = ipset_name(family, THIS_HOST)
+    node_ports = multiport("dports", [KUBE_NODE_PORT_RANGE])
+    return [R((ctstate("RELATED,ESTABLISHED"),), "-j RETURN"),
+            *(R((node_ports, match_set(host, "dst")), f"-g {SET_ENDPOINT_MARK_DISPATCH}",
+                proto=proto, comments=("To kubernetes NodePort service",))
+              for proto in ("tcp", "udp")),
+            R((match_set(host, "dst", negated=True),), f"-j {SET_ENDPOINT_MARK_DISPATCH}",
+              comments=("To kubernetes service",))]
+
+
+def forward_endpoint_mark_chain() -> list[R]:
+    """StaticFilterOutputForwardEndpointMarkChain: a packet IPVS forwarded, in OUTPUT: the
+    egress policy of the endpoint it came from (by its mark; not for non-Calico sources),
+    the ingress policy of the workload it goes to, then accept it if policy did."""
+    return [R((mark_matches(MARK_NON_CALI_ENDPOINT, MARK_ENDPOINT, negated=True),),
+              f"-j {FROM_ENDPOINT_MARK_DISPATCH}"),
+            R(target=f"-j {TO_WORKLOAD_DISPATCH}", out_iface=IFACE_WILDCARD),
+            R(target=f"-j {TO_HEP_FORWARD}"),
+            # cleared before the ACCEPT: an encapsulated copy would inherit it
+            R(target=clear_mark(MARK_ENDPOINT)),
+            R((mark_set(MARK_ACCEPT),), "-j ACCEPT",
+              comments=("Policy explicitly accepted packet.",))]
+
+
 def raw_table(family: int, vxlan: bool) -> Table:
     t = Table("raw")
     pre = t.chain(PREROUTING, [R(target=clear_mark(ALL_MARKS))])
@@ -146,7 +205,7 @@ def raw_table(family: int, vxlan: bool) -> Table:
     return t
 
 
-def mangle_table() -> Table:
+def mangle_table(ipvs: bool = False) -> Table:
     t = Table("mangle")
     t.chain(PREROUTING, [
         R((ctstate("RELATED,ESTABLISHED"),), "-j ACCEPT"),
@@ -154,12 +213,14 @@ def mangle_table() -> Table:
         R(target=f"-j {FROM_HOST_ENDPOINT}"),
         R((mark_set(MARK_ACCEPT),), "-j ACCEPT", comments=(HOST_ACCEPTED,)),
     ])
-    t.chain(POSTROUTING, [
-        R((mark_set(MARK_ACCEPT),), "-j RETURN"),
+    post = t.chain(POSTROUTING, [R((mark_set(MARK_ACCEPT),), "-j RETURN")])
+    if ipvs:  # no host endpoint policy for IPVS-forwarded packets either
+        post.append(R((mark_not_clear(MARK_ENDPOINT),), "-j RETURN"))
+    post += [
         R(target=clear_mark(ALL_MARKS)),
         R((ctstate("DNAT"),), f"-j {TO_HOST_ENDPOINT}"),
         R((mark_set(MARK_ACCEPT),), "-j RETURN", comments=(HOST_ACCEPTED,)),
-    ])
+    ]
     t.chain(FROM_HOST_ENDPOINT)
     t.chain(TO_HOST_ENDPOINT)
     t.inserts += [("PREROUTING", R(target=f"-j {PREROUTING}")),

@@ -2,7 +2,8 @@
 
 Chain names from felix/rules/rule_defs.go; mark bits from felix/dataplane/driver.go with the
 default IptablesMarkMask 0xffff0000 (bits handed out lowest first: accept, pass, drop,
-scratch0, scratch1); the length-limited names from libcalico-go lib/hash GetLengthLimitedID.
+scratch0, scratch1, then every bit left for the endpoint mark); the length-limited names
+from libcalico-go lib/hash GetLengthLimitedID.
 Rules are written in iptables-save's canonical order (addresses, interfaces and protocol
 first, then the matches in felix's order, comments first), so the text diffs cleanly against
 a node's `iptables-save`. felix's per-rule `cali:<hash>` comments are left out.
@@ -27,6 +28,14 @@ MARK_SCRATCH1 = 0x100000
 # static.go allCalicoMarkBits: accept | pass | scratch0 | scratch1 (the drop bit is only
 # ever set right before a DROP).
 ALL_MARKS = MARK_ACCEPT | MARK_PASS | MARK_SCRATCH0 | MARK_SCRATCH1
+MARK_MASK = 0xFFFF0000  # IptablesMarkMask default
+# driver.go: the endpoint mark takes every bit of the mask left after the single bits
+# (NextBlockBitsMark(AvailableMarkBitCount())), 0xffe00000; its lowest bit is reserved for
+# packets from an interface that is neither a workload nor a host endpoint. Only used when
+# KubeIPVSSupportEnabled.
+MARK_ENDPOINT = MARK_MASK & ~(MARK_ACCEPT | MARK_PASS | MARK_DROP | MARK_SCRATCH0
+                              | MARK_SCRATCH1)
+MARK_NON_CALI_ENDPOINT = MARK_ENDPOINT & -MARK_ENDPOINT
 
 # ---------------------------------------------------------------- chain names
 
@@ -49,6 +58,12 @@ RPF_SKIP = "cali-rpf-skip"
 NAT_OUTGOING = "cali-nat-outgoing"
 FIP_DNAT, FIP_SNAT = "cali-fip-dnat", "cali-fip-snat"
 TO_WORKLOAD, FROM_WORKLOAD = "cali-tw-", "cali-fw-"
+# kube-proxy IPVS mode only (KubeIPVSSupportEnabled)
+SET_ENDPOINT_MARK_DISPATCH = "cali-set-endpoint-mark"
+FROM_ENDPOINT_MARK_DISPATCH = "cali-from-endpoint-mark"
+FORWARD_CHECK = "cali-forward-check"
+FORWARD_ENDPOINT_MARK = "cali-forward-endpoint-mark"
+SET_ENDPOINT_MARK = "cali-sm-"
 POLICY_IN, POLICY_OUT = "cali-pi-", "cali-po-"
 PROFILE_IN, PROFILE_OUT = "cali-pri-", "cali-pro-"
 GROUP_IN, GROUP_OUT = "cali-gi-", "cali-go-"
@@ -59,6 +74,9 @@ IPSET_PREFIX = {4: "cali40", 6: "cali60"}
 MAX_IPSET_NAME = 31
 ALL_POOLS, MASQ_POOLS = "all-ipam-pools", "masq-ipam-pools"
 ALL_HOSTS, ALL_VXLAN = "all-hosts-net", "all-vxlan-net"
+THIS_HOST = "this-host"  # IPSetIDThisHostIPs: the host's own addresses (KubeIPVSSupportEnabled)
+
+KUBE_NODE_PORT_RANGE = (30000, 32767)  # felix KubeNodePortRanges default
 
 VXLAN_PORT = 4789
 PROTO_IPIP = 4
@@ -107,6 +125,11 @@ def mark_clear(bits: int) -> str:
 def mark_not_clear(bits: int) -> str:
     """MarkNotClear."""
     return f"-m mark ! --mark 0x0/{hexmark(bits)}"
+
+
+def mark_matches(value: int, mask: int, negated: bool = False) -> str:
+    """MarkMatchesWithMask (NotMarkMatchesWithMask when negated)."""
+    return f"-m mark {'! ' if negated else ''}--mark {hexmark(value)}/{hexmark(mask)}"
 
 
 def set_mark(bits: int) -> str:

@@ -268,7 +268,7 @@ class Dataplane:
             return []
         from cni.felix import compile_felix
 
-        rules = compile_felix(self.cluster, node, fam)
+        rules = compile_felix(self.cluster, node, fam, ipvs=self.proxy_mode == "ipvs")
         return [(rules.restore_text, dict(rules.ipsets))]
 
     def _has_service_cidr(self, fam: int) -> bool:
