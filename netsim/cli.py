@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     from netsim import cli_trace
 
     cli_trace.register(sub, cluster)
+    from netsim import cli_rollout
+
+    cli_rollout.register(sub, cluster)
     from netsim import cli_mesh
 
     cli_mesh.register(sub, cluster)
