@@ -44,7 +44,7 @@ def attach(dp, station) -> None:
     """Install the programs on a station: socket LB in pods, tc ingress on the host."""
     kpr = dp.proxy_mode == "none"
     if station.kind == "pod":
-        if kpr:
+        if kpr and not dp.cluster.settings.cilium_socket_lb_host_only:
             station.connect_hooks = (sock4_connect,)
         return
     if station.kind != "host":

@@ -62,6 +62,8 @@ class Station:
     connect_hooks: tuple = ()
     # proxies listening in the namespace: (protocol, port) -> step(walker, cursor)
     socket_programs: dict[tuple[str, int], object] = field(default_factory=dict)
+    sidecar: bool = False  # an Istio sidecar captures the namespace's traffic
+    app_uid: int | None = None  # the uid apps send as, where rules match on it
 
     @cached_property
     def fib(self) -> Fib:
@@ -207,6 +209,10 @@ class Dataplane:
             from proxy.ingress_datapath import attach as attach_ingress
 
             attach_ingress(self, station)
+        if self.cluster.settings.mesh and station.kind == "pod":
+            from proxy.sidecar_datapath import attach as attach_sidecar
+
+            attach_sidecar(self, station)
 
     def _cni(self):
         if self.cni == "calico":

@@ -35,6 +35,9 @@ class Settings:
     cilium_routing_mode: str = "tunnel"
     cilium_tunnel_protocol: str = "vxlan"
     cilium_node_mask_size: int = 24
+    # socketLB.hostNamespaceOnly: socket LB only for host processes, so that pods' sidecars
+    # see Service addresses (Cilium's Istio integration guide asks for it)
+    cilium_socket_lb_host_only: bool = False
     proxy_mode: str = "iptables"
     pod_cidrs: tuple[str, ...] = ()
     service_cidrs: tuple[str, ...] = ()
@@ -79,6 +82,8 @@ def parse_settings(f: Fields, source: Source | None = None) -> Settings:
         cilium_tunnel_protocol=cilium.enum("tunnelProtocol", CILIUM_TUNNEL_PROTOCOLS,
                                            default="vxlan"),
         cilium_node_mask_size=cilium.int("podCIDRMaskSize", default=24, lo=8, hi=30),
+        cilium_socket_lb_host_only=cilium.sub("socketLB").bool("hostNamespaceOnly",
+                                                               default=False),
         proxy_mode=proxy.enum("mode", PROXY_MODES, default=default_proxy),
         pod_cidrs=spec.cidr_list("podCIDRs"),
         service_cidrs=spec.cidr_list("serviceCIDRs"),

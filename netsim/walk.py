@@ -59,8 +59,11 @@ class Cursor:
     origin: str = ""
     sent: TracePacket | None = None
     uid: int | None = None  # the sending process's uid (-m owner), None when unknown
-    original_dst: tuple[str, int] | None = None  # before REDIRECT/DNAT: SO_ORIGINAL_DST
+    # before this namespace's REDIRECT/DNAT: (netns, address, port), what SO_ORIGINAL_DST reads
+    original_dst: tuple[str, str, int] | None = None
     legs: tuple[Leg, ...] = ()
+    mtls: bool = False  # the connection is Istio mTLS (a sidecar originated it)
+    peer_principal: str | None = None  # the client certificate's identity, with mTLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +158,10 @@ class Walker:
             tables = {**dict(c.conntrack), c.netns: b.conntrack}
             nc = replace(c, nf=b.packet, probability=c.probability * b.probability,
                          conntrack=tuple(tables.items()))
-            if c.direction == REQUEST and c.original_dst is None and \
+            if c.direction == REQUEST and (c.original_dst is None or
+                                           c.original_dst[0] != c.netns) and \
                     (new.dst, new.dport) != (c.packet.dst, c.packet.dport):
-                nc = replace(nc, original_dst=(c.packet.dst, c.packet.dport))
+                nc = replace(nc, original_dst=(c.netns, c.packet.dst, c.packet.dport))
             nc = self.hop(nc, "netfilter", _nf_action(hooks, b), _nf_detail(b), new,
                           interface=out_iface if hooks[0] in ("FORWARD", "OUTPUT",
                                                               "POSTROUTING") else None)
@@ -183,7 +187,8 @@ class Walker:
         c = self.hop(c, "routing", f"route {_dst(c.packet)}", [_route_text(route)],
                      interface=route.dev)
         steps = []
-        for nc, b in self.netfilter(replace(c, in_iface=None), ("OUTPUT",), route.dev):
+        out_dev = "lo" if route.type == "local" else route.dev  # local traffic leaves by lo
+        for nc, b in self.netfilter(replace(c, in_iface=None), ("OUTPUT",), out_dev):
             if b is not None and not b.accepted:
                 steps += self._nf_end(nc, b)
                 continue
@@ -307,6 +312,12 @@ class Walker:
         reply = replace(c, direction=REPLY, packet=c.packet.reply(), nf=None, in_iface=None,
                         route=None)
         return [(replace(reply, delivered_to=st.owner), self.send)]
+
+    def original_destination(self, c: Cursor) -> tuple[str, int]:
+        """SO_ORIGINAL_DST: the destination before this namespace's own NAT."""
+        if c.original_dst is not None and c.original_dst[0] == c.netns:
+            return c.original_dst[1], c.original_dst[2]
+        return c.packet.dst, c.packet.dport
 
     def open_leg(self, c: Cursor, packet: TracePacket, uid: int | None = None) -> Cursor:
         """A proxy in c.netns, having accepted c's connection, opens the next one."""
@@ -550,8 +561,8 @@ def walk(dp: Dataplane, packet: TracePacket, origin: str, *, mode: str = "sample
     if mode not in ("sample", "all"):
         raise ValueError("mode must be 'sample' or 'all'")
     walker = Walker(dp, mode, seed)
-    first = Cursor(origin, packet, origin=origin, sent=packet)
-    start = walker.station(first)
+    start = dp.station(origin)
+    first = Cursor(origin, packet, origin=origin, sent=packet, uid=start.app_uid)
     first = walker.hop(first, "socket", "send", [f"{start.owner} sends {packet.text()}"],
                        interface=None)
     work: list = [(first, walker.connect)]
