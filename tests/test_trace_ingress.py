@@ -48,9 +48,14 @@ def test_root_reaches_every_web_pod_through_the_controller(key):
         assert "TLS terminated with Secret shop/shop-tls" in nginx.detail
         # eTP Local keeps the client address: nginx forwards it in X-Forwarded-For
         assert f"X-Forwarded-For: {CLIENT}" in nginx.detail
+        # the web pod's sidecar takes nginx's own plaintext connection (port 8080 is
+        # PERMISSIVE for exactly this) and hands it to the app from 127.0.0.6
+        inbound = next(h for h in b.hops if h.component == "envoy")
+        assert inbound.netns == b.delivered_to
+        assert inbound.packet.src == nginx.packet.dst  # the controller pod's address
+        assert "peer plaintext (no identity)" in inbound.detail
         delivered = next(h for h in b.hops if h.action == "delivered")
-        # the backend sees nginx's own connection, from the controller pod, to port 8080
-        assert delivered.packet.src == nginx.packet.dst and delivered.packet.dport == 8080
+        assert (delivered.packet.src, delivered.packet.dport) == ("127.0.0.6", 8080)
         assert delivered.packet.http.headers[2] == ("X-Forwarded-For", CLIENT)
         last = b.hops[-1]  # the client's reply comes from the load balancer address
         assert (last.netns, last.packet.src, last.packet.sport) == ("external",
