@@ -91,7 +91,14 @@ def outbound(walker, c) -> list:
                          "(set cni.cilium.socketLB.hostNamespaceOnly: true, as Cilium's "
                          "Istio guide says)")
         if choice.retries is not None:
-            where.append(f"retries {choice.retries}")
+            r = choice.retries
+            where.append(f"retries: {r.attempts} attempt(s) on {r.retry_on}"
+                         + (f", per try {r.per_try_timeout}" if r.per_try_timeout else ""))
+        if choice.timeout:
+            where.append(f"timeout {choice.timeout}")
+        for m in choice.mirror:
+            where.append(f"mirrors {m.percent:g}% of requests to {m.cluster} (responses "
+                         "ignored)")
         if choice.status is not None or not choice.endpoints:
             flag = choice.response_flag or "UH"
             nc = walker.hop(nc, "envoy", f"outbound: {choice.status or 503} ({flag})", where,

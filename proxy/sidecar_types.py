@@ -175,7 +175,7 @@ class Retry:
     attempts: int
     retry_on: str = DEFAULT_RETRY_ON
     per_try_timeout: str | None = None
-    status_codes: tuple[int, ...] = (503,)
+    status_codes: tuple[int, ...] = ()  # Istio 1.23+ no longer retries 503 (istio#52111)
 
 
 DEFAULT_RETRY = Retry(DEFAULT_RETRY_ATTEMPTS)
