@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--traces", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cni", choices=("calico", "cilium"), default="calico")
+    p.add_argument("--proxy-mode", choices=("iptables", "ipvs", "none"),
+                   help="default: the generated cluster's")
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = p.parse_args(argv)
 
@@ -50,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     doc = generate(nodes=args.nodes, namespaces=args.namespaces, pods=args.pods,
                    services=args.services, policies=args.policies, seed=args.seed)
     docs = [RawDoc(o, Source("<generated>", i + 1)) for i, o in enumerate(doc["items"])]
-    cluster = load_inputs([docs], overrides={"cni": args.cni})
+    overrides = {"cni": args.cni}
+    if args.proxy_mode:
+        overrides["proxy_mode"] = args.proxy_mode
+    cluster = load_inputs([docs], overrides=overrides)
     t_load = time.perf_counter() - t0
     dp = build(cluster)
     rng = random.Random(args.seed)
