@@ -48,6 +48,16 @@ def freeze(value: Any) -> Any:
     return value
 
 
+def thaw(value: Any) -> Any:
+    """The inverse of freeze: plain dicts and lists again, for reading a kept-raw object's
+    body with Fields (which reports the field path of anything wrong)."""
+    if isinstance(value, dict):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
 class Fields:
     """A read view of a mapping inside one object, remembering its path for error messages."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netsim.fields import Fields
+from netsim.fields import Fields, thaw
 from netsim.model import PROTOCOLS, TCP, LabelSelector, RawObject
 from netsim.parse.meta import parse_selector
 from policies.endpoints import Peer, in_cidr, named_port
@@ -83,7 +83,7 @@ class AdminPolicy:
 
 def parse_admin_policy(obj: RawObject) -> AdminPolicy:
     """The common form of one ANP, BANP or CNP; raises InputError naming the field."""
-    f = Fields(dict(_thaw(obj.body)), obj.meta.source, f"{obj.kind} {obj.name}")
+    f = Fields(dict(thaw(obj.body)), obj.meta.source, f"{obj.kind} {obj.name}")
     spec = f.sub("spec")
     version = obj.api_version.rpartition("/")[2]
     if obj.kind == "ClusterNetworkPolicy":
@@ -112,13 +112,6 @@ def parse_admin_policy(obj: RawObject) -> AdminPolicy:
         egress=tuple(_rule(r, "to", actions, v2) for r in spec.items("egress")),
     )
 
-
-def _thaw(value):
-    if isinstance(value, dict):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
 
 
 def _pods(f: Fields) -> PodsSelector:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from netsim.errors import InputError
-from netsim.fields import Fields
+from netsim.fields import Fields, thaw
 from netsim.model import LabelSelector, RawObject
 from policies import calico_selector as sel
 
@@ -299,7 +299,7 @@ _PORT_PROTOCOLS = ("TCP", "UDP", "SCTP", "UDPLite", 6, 17, 132, 136)
 
 def parse_tier(obj: RawObject) -> Tier:
     """A projectcalico.org/v3 Tier."""
-    f = Fields(_thaw(obj.body), obj.meta.source, f"Tier {obj.name}")
+    f = Fields(thaw(obj.body), obj.meta.source, f"Tier {obj.name}")
     spec = f.sub("spec")
     order = spec.data.get("order")
     if order is not None and not isinstance(order, int | float):
@@ -313,7 +313,7 @@ def parse_calico_policy(obj: RawObject) -> Policy | None:
     only to host endpoints: preDNAT or doNotTrack). Raises InputError naming the field."""
     namespaced = obj.kind == KIND_NP
     ref = f"{obj.kind} {obj.namespace}/{obj.name}" if namespaced else f"{obj.kind} {obj.name}"
-    f = Fields(_thaw(obj.body), obj.meta.source, ref)
+    f = Fields(thaw(obj.body), obj.meta.source, ref)
     spec = f.sub("spec")
     if spec.bool("preDNAT") or spec.bool("doNotTrack"):
         return None
@@ -337,13 +337,6 @@ def parse_calico_policy(obj: RawObject) -> Policy | None:
     return Policy(obj.kind, obj.name, ns, tier, None if order is None else float(order),
                   selector, types, ingress, egress)
 
-
-def _thaw(value):
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
 
 
 def _parse_sel(f: Fields, key: str) -> str:

@@ -31,7 +31,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from netsim.fields import EMPTY, Fields, FrozenDict
+from netsim.fields import EMPTY, Fields, FrozenDict, thaw
 from netsim.model import LabelSelector, NetworkPolicyPeer, RawObject, Requirement
 from netsim.parse.meta import SELECTOR_OPERATORS, parse_requirements
 from policies.endpoints import Peer
@@ -292,7 +292,7 @@ def parse_cilium_policy(obj: RawObject) -> tuple[tuple[PolicyRule, ...], tuple[s
     """
     namespace = obj.namespace if obj.kind == CNP else None
     label = f"{obj.kind} {namespace}/{obj.name}" if namespace else f"{obj.kind} {obj.name}"
-    f = Fields(_thaw(obj.body), obj.meta.source, label)
+    f = Fields(thaw(obj.body), obj.meta.source, label)
     specs = []
     if f.has("spec"):
         specs.append(f.sub("spec"))
@@ -307,13 +307,6 @@ def parse_cilium_policy(obj: RawObject) -> tuple[tuple[PolicyRule, ...], tuple[s
             rules.append(rule)
     return tuple(rules), tuple(warnings)
 
-
-def _thaw(value):
-    if isinstance(value, dict):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
 
 
 def _parse_spec(spec: Fields, source: str, namespace: str | None,

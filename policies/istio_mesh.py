@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import yaml
 
 from netsim.cluster import Cluster
 from netsim.errors import InputError
-from netsim.fields import EMPTY, Fields, FrozenDict
+from netsim.fields import EMPTY, Fields, FrozenDict, thaw
 from netsim.model import Pod, RawObject
 
 ISTIO_NAMESPACE = "istio-system"  # where istiod and its ConfigMaps live
@@ -77,16 +76,9 @@ def _parse_mesh(obj: RawObject) -> MeshConfig:
 
 def raw_fields(obj: RawObject) -> Fields:
     """A kept-raw object's body as Fields; its deep-frozen tuples become lists again."""
-    return Fields(_thaw(obj.body), obj.meta.source, f"{obj.kind} {obj.namespace}/{obj.name}"
+    return Fields(thaw(obj.body), obj.meta.source, f"{obj.kind} {obj.namespace}/{obj.name}"
                   if obj.namespace else f"{obj.kind} {obj.name}")
 
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
 
 
 def workload_principal(cluster: Cluster, pod: Pod) -> str:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from netsim.cluster import Cluster
 from netsim.errors import InputError
-from netsim.fields import Fields
+from netsim.fields import Fields, thaw
 from netsim.model import Pod, RawObject, Service, ServicePort
 
 UINT32_MAX = 2**32 - 1  # Istio's default for every circuit breaker threshold
@@ -212,16 +211,9 @@ def _has_sidecar(cluster: Cluster, pod: Pod) -> bool:
 # ---------------------------------------------------------------- which objects apply
 
 
-def _thaw(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
-
 
 def _spec(obj: RawObject) -> Fields:
-    return Fields(_thaw(obj.body), obj.meta.source, obj.meta.ref).sub("spec")
+    return Fields(thaw(obj.body), obj.meta.source, obj.meta.ref).sub("spec")
 
 
 def _host_matches(pattern: str, namespace: str, fqdn: str) -> int:

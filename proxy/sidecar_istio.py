@@ -7,9 +7,8 @@ policies.istio_peerauthn's; this module reads what only the sidecar's config nee
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from netsim.fields import EMPTY, Fields, FrozenDict
+from netsim.fields import EMPTY, Fields, FrozenDict, thaw
 from netsim.model import UDP, RawObject, ServicePort
 from proxy.sidecar_types import (
     MESH_GATEWAY,
@@ -90,17 +89,10 @@ def exported_to(export_to: tuple[str, ...], owner_ns: str, client_ns: str) -> bo
     return ("." in export_to and owner_ns == client_ns) or client_ns in export_to
 
 
-def _thaw(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
-
 
 def _fields(obj: RawObject) -> Fields:
     ref = f"{obj.kind} {obj.namespace or 'default'}/{obj.name}"
-    return Fields(_thaw(obj.body), obj.meta.source, ref).sub("spec")
+    return Fields(thaw(obj.body), obj.meta.source, ref).sub("spec")
 
 
 def _duration(f: Fields, key: str) -> str | None:
