@@ -49,6 +49,8 @@ def attach(dp, station) -> None:
         return
     if station.kind != "host":
         return
+    if kpr:  # socket LB covers host processes (and hostNetwork pods) too
+        station.connect_hooks = (sock4_connect,)
     for iface in station.namespace.interfaces:
         if iface.name.startswith("lxc"):
             station.tc_ingress[iface.name] = from_container
@@ -319,11 +321,13 @@ def from_overlay(walker, c) -> list:
     nat = _nat_reverse(c, node.name)
     if nat is not None:  # a remote backend's answer to a load-balanced connection
         return _reverse_nodeport(walker, c, node, nat, BPF_OVERLAY)
-    src_id = c.tunnel_id if c.tunnel_id is not None else WORLD
+    vni = c.tunnel_id if c.tunnel_id is not None else WORLD
+    # the sender's own host is another node's remote-node (bpf_overlay.c handle_ipv4)
+    src_id = REMOTE_NODE if vni == HOST else vni
     p = c.packet
     reply = _ct_reply(c, node.name)
     local = node.endpoint(p.dst)
-    detail = [f"tunnel key: VNI {src_id} -> source identity {src_id}",
+    detail = [f"tunnel key: VNI {vni} -> source identity {src_id}",
               f"ct4_global: {'reply' if reply else 'new'}"]
     c = _ct_record(c, node.name)
     if local is not None and not local.is_host:

@@ -125,3 +125,12 @@ def test_geneve_tunnel():
     assert (over.packet.outer.kind, over.packet.outer.dport) == ("geneve", 6081)
     assert any(h.action == "decapsulate on cilium_geneve" for h in t.hops)
     assert over.packet.to_scapy().summary().startswith("Ether / IP / UDP / GENEVE")
+
+
+def test_host_process_uses_socket_lb_and_arrives_as_remote_node():
+    t = trace("172.18.0.4", "10.96.0.50", 80, "host:n3", mode="all")
+    assert sorted(b.delivered_to for b in t.branches) == ["demo/web-1", "demo/web-2"]
+    for b in t.branches:
+        assert b.hops[1].action.startswith("bpf_sock cil_sock4_connect: 10.96.0.50:80 -> ")
+        assert any("tunnel key: VNI 1 -> source identity 6" in d
+                   for h in b.hops for d in h.detail)
