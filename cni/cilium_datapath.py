@@ -428,7 +428,8 @@ def _nodeport(walker, c, node, svc) -> list:
         nc = replace(nc, bpf=(*nc.bpf, ("nat", nat)))
         dst_entry = node.ipcache_lookup(new.dst)
         dst_id = dst_entry.identity if dst_entry else WORLD
-        src_id = REMOTE_NODE if snat else WORLD
+        client = node.ipcache_lookup(p.src)  # a CIDR identity when a policy names the range
+        src_id = REMOTE_NODE if snat else (client.identity if client else WORLD)
         nc = _ct_record(nc, node.name)
         out += _forward(walker, nc, node, src_id, dst_id, dst_entry, [], False)
     return walker.choose(out) if all(isinstance(o, tuple) for o in out) else out

@@ -128,11 +128,21 @@ class Dataplane:
         return tuple(ipaddress.ip_network(c, strict=False)
                      for c in (*a.pod_cidrs, *a.service_cidrs, *a.node_cidrs))
 
+    @cached_property
+    def external_service_ips(self) -> dict[str, tuple]:
+        """Service externalIPs -> the Services: the network routes them to the nodes."""
+        out: dict[str, list] = {}
+        for s in self.cluster.services:
+            for ip in s.external_ips:
+                out.setdefault(ip, []).append(s)
+        return {k: tuple(v) for k, v in out.items()}
+
     def is_external(self, ip: str) -> bool:
         """An address outside every range the cluster uses: the world beyond the gateway."""
         import ipaddress
 
-        if ip in self.load_balancer_ips or ip in self.node_by_ip:
+        if ip in self.load_balancer_ips or ip in self.node_by_ip or \
+                ip in self.external_service_ips:
             return False
         addr = ipaddress.ip_address(ip)
         return not any(addr.version == n.version and addr in n for n in self._cluster_networks)

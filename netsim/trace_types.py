@@ -33,6 +33,11 @@ REASONS = {
     "ttl-exceeded": "the packet looped until its TTL ran out",
     "service-backend-not-found": "Cilium's load balancer found no backend for the Service",
     "lb-source-range": "the client is outside the LoadBalancer's loadBalancerSourceRanges",
+    "mtls-required": "the server's sidecar accepts only mTLS on this port (PeerAuthentication "
+                     "STRICT) and resets a plaintext connection",
+    "authz-denied": "an AuthorizationPolicy closed the TCP connection",
+    "envoy-response": "the client's sidecar answered itself (no route, no healthy upstream, "
+                      "an injected fault)",
     "http-denied": "an L7 proxy answered the request itself (403) under an HTTP policy rule",
     "http-error": "a proxy (the ingress controller) answered the request itself with an HTTP "
                   "error or redirect (404, 503, 308)",

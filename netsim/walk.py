@@ -444,6 +444,9 @@ class Walker:
                      self.receive)]
         if dst in dp.load_balancer_ips:
             return self.cloud_lb(c, dst)
+        if dst in dp.external_service_ips:
+            return self.to_nodes(c, dst, "the network routes the Service's externalIP to the "
+                                 "nodes (Kubernetes leaves this to the cluster administrator)")
         return self.end(c, DROPPED, "unroutable", f"the underlay has no route to {dst} "
                         f"(next hop {hop_ip})")
 
@@ -470,6 +473,17 @@ class Walker:
                           [f"{len(nodes)} backend node(s): {why}"], interface=None)
             out.append((replace(nc, netns=target.id, in_iface="eth0", nf=None, route=None),
                         self.receive))
+        return self.choose(out)
+
+    def to_nodes(self, c: Cursor, ip: str, why: str) -> list:
+        """An address the underlay delivers to any node (externalIPs): one branch per node."""
+        nodes = list(self.dp.ready_nodes)
+        out = []
+        for node in nodes:
+            nc = replace(c, probability=c.probability / len(nodes))
+            nc = self.hop(nc, "underlay", f"{ip} -> node {node}", [why], interface=None)
+            out.append((replace(nc, netns=self.dp.host_station(node).id, in_iface="eth0",
+                                nf=None, route=None), self.receive))
         return self.choose(out)
 
     # ------------------------------------------------------------------ IPVS

@@ -134,3 +134,13 @@ def test_host_process_uses_socket_lb_and_arrives_as_remote_node():
         assert b.hops[1].action.startswith("bpf_sock cil_sock4_connect: 10.96.0.50:80 -> ")
         assert any("tunnel key: VNI 1 -> source identity 6" in d
                    for h in b.hops for d in h.detail)
+
+
+def test_external_client_admitted_by_an_ipblock_keeps_its_cidr_identity():
+    overlay = Path(__file__).parent / "data" / "expectations" / "policies.yaml"
+    dp = build(load([CLUSTER, str(overlay)], overrides={"cni": "cilium", "proxy_mode": "none"}))
+    t = walk(dp, TracePacket(EXTERNAL, "198.18.0.10", "tcp", 40000, 80), "external",
+             mode="all")
+    assert {b.result for b in t.branches} == {"delivered"}
+    verdict = next(h for h in t.branches[0].hops if "INGRESS ALLOWED" in h.action)
+    assert any("identity 167772" in d for d in verdict.detail)  # a local CIDR identity (1<<24)

@@ -89,3 +89,12 @@ def test_source_outside_load_balancer_source_ranges_is_dropped():
     t = request(2, "GET https://shop.example.com/", client="192.0.2.100", mode="sample")
     assert (t.result, t.reason) == ("dropped", "lb-source-range")
     assert "DENIED_BY_LB_SRC_RANGE_CHECK" in t.detail
+
+
+def test_external_ip_is_routed_to_the_nodes_and_closed_by_policy():
+    # api-external's externalIP 198.51.100.50 (examples/README.md: closed to the outside)
+    packet = TracePacket(CLIENT, "198.51.100.50", "tcp", 40000, 80)
+    t = walk(dataplane(0), packet, "external", mode="all")
+    assert len(t.branches) == 6  # 3 nodes x 2 endpoints
+    assert {b.reason for b in t.branches} == {"policy-denied"}
+    assert sum(b.probability for b in t.branches) == pytest.approx(1.0)
