@@ -48,6 +48,7 @@ class Settings:
     mesh: bool = False
     host_network_policy: str = "node"
     kernel_nfacct: bool = True  # the kernel has the nfacct counters kube-proxy probes for
+    cluster_domain: str = "cluster.local"  # kubelet clusterDomain: the zone CoreDNS serves
     source: Source | None = None
     flags: tuple[str, ...] = ()  # fields set by command-line flags, for error messages
     proxy_mode_set: bool = False  # the NetsimConfig named a proxy mode
@@ -96,5 +97,17 @@ def parse_settings(f: Fields, source: Source | None = None) -> Settings:
         host_network_policy=spec.sub("networkPolicy").enum("hostNetwork", HOST_NETWORK_MODES,
                                                            default="node"),
         kernel_nfacct=spec.sub("kernel").bool("nfacct", default=True),
+        cluster_domain=_cluster_domain(spec),
         source=source,
     )
+
+
+def _cluster_domain(spec: Fields) -> str:
+    """spec.clusterDomain: a lowercase DNS subdomain (a trailing dot is accepted and dropped)."""
+    from netsim.fields import DNS1123_SUBDOMAIN
+
+    value = spec.str("clusterDomain", default="cluster.local").removesuffix(".")
+    if len(value) > 253 or not DNS1123_SUBDOMAIN.match(value) \
+            or any(len(label) > 63 for label in value.split(".")):
+        raise spec.error("clusterDomain", f"must be a lowercase DNS name, got {value!r}")
+    return value
