@@ -51,7 +51,7 @@ def register(sub: Any, cluster: argparse.ArgumentParser) -> None:
 def cmd_trace(args: argparse.Namespace) -> int:
     from netsim.cli import load_cluster
     from netsim.dataplane import build
-    from netsim.trace_spec import packet_for, resolve_destination, resolve_source
+    from netsim.trace_spec import dns_name, packet_for, resolve_destination, resolve_source
     from netsim.walk import walk
 
     fmt, out_file = _output(args.output)
@@ -75,6 +75,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
             from netsim.packet import parse_http
 
             http = parse_http(args.http)
+        named = dns_name(args.destination) if args.destination else None
+        if named is not None:
+            return _trace_name(args, dp, source, named, protocol, http, fmt, out_file)
         if args.destination is None:
             dest = _ingress_front(dp, http, source)
         else:
@@ -106,6 +109,38 @@ def _pinned(trace, endpoint: str):
     reached = sorted({p.delivered_to or p.result for p in paths})
     raise InputError(f"no path reaches {endpoint!r} (paths end at: {', '.join(reached)})",
                      obj="command line", field="--endpoint")
+
+
+def _trace_name(args, dp, source, named, protocol, http, fmt, out_file) -> int:
+    """--to NAME[:PORT] or an http(s) URL: the DNS lookup, then the connection."""
+    from netsim.packet import HttpRequest
+    from netsim.trace_dns import lookup, with_lookup
+    from netsim.trace_spec import Endpoint, packet_for
+    from netsim.walk import walk
+
+    name, port, path = named
+    port = args.port or port
+    if port is None and protocol != "ICMP":
+        raise InputError(f"{args.destination!r} needs a port (e.g. {name}:80) or --port",
+                         obj="command line", field="--to")
+    if path is not None and http is None:
+        scheme = "https" if args.destination.startswith("https") else "http"
+        http = HttpRequest("GET", name, path, scheme)
+    family = 6 if ":" in source.address else 4
+    addresses, hops, failed = lookup(dp, source.netns, source.address, name, family,
+                                     seed=args.seed)
+    label = f"{name}:{port} from {source.label}" + (f" carrying {http}" if http else "")
+    if failed is not None:
+        trace = failed
+    else:
+        dest = Endpoint(None, addresses[0], port or 0, f"{name} ({addresses[0]})")
+        packet = packet_for(source, dest, protocol, args.sport, http)
+        mode = "all" if args.all_paths else "sample"
+        trace = with_lookup(walk(dp, packet, source.netns, mode=mode, seed=args.seed), hops)
+        label = f"{packet.text()} from {source.label} to {dest.label}" + (
+            f" carrying {http}" if http else "")
+    _render([trace], [label], dp, fmt, out_file, args.verbosity)
+    return 0 if trace.result == "delivered" else 1
 
 
 def _ingress_front(dp, http, source):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from netsim.packet import TracePacket
-from netsim.trace_types import REPLY, Hop, Trace
+from netsim.trace_types import DNS, REPLY, Hop, Trace
 
 VERBOSITIES = ("detailed", "summary", "minimal")
 # hops minimal output keeps even when they rewrite nothing: sockets and proxies
-_ALWAYS = frozenset({"socket", "ingress-nginx", "envoy"})
+_ALWAYS = frozenset({"socket", "ingress-nginx", "envoy", "dns"})
 
 
 def packet_json(p: TracePacket) -> dict:
@@ -75,11 +75,12 @@ def _hops_text(hops: tuple[Hop, ...], verbosity: str) -> list[str]:
         if verbosity == "minimal" and not h.changed and h.component not in _ALWAYS:
             previous = h.packet
             continue
+        if h.direction == DNS and verbosity != "detailed" and h.component != "dns":
+            continue  # the lookup's own packet walk: summarised unless asked for
         if h.direction != direction:
             direction = h.direction
-            lines.append("")
-            lines.append("reply" if direction == REPLY else "request")
-            lines.append("-------" if direction == REPLY else "---------")
+            title = {REPLY: "reply", DNS: "dns lookup"}.get(direction, "request")
+            lines += ["", title, "-" * (len(title) + 2)]
             where = None
         place = h.netns + (f" (node {h.node})" if h.node and not h.netns.startswith("node/")
                            else "")

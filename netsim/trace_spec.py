@@ -139,6 +139,35 @@ def _service(dp: Dataplane, name: str, port: str | None, protocol: str, source: 
     return Endpoint(None, ips[0], sp.port, f"svc/{name}:{sp.port}")
 
 
+def dns_name(text: str) -> tuple[str, int | None, str | None] | None:
+    """(name, port, path) when --to is a DNS name: `redis.shop:6379`, `redis`,
+    `http://api.shop/api/orders`; None for pods, Services, nodes and addresses."""
+    from urllib.parse import urlsplit
+
+    scheme_port = None
+    path = None
+    if "://" in text:
+        split = urlsplit(text)
+        if split.scheme not in ("http", "https") or not split.hostname:
+            raise _fail("--to", f"not an http(s) URL: {text!r}")
+        scheme_port = split.port or (443 if split.scheme == "https" else 80)
+        path = split.path or "/"
+        text = split.hostname + (f":{scheme_port}")
+    if "/" in text or text.startswith("["):
+        return None
+    body, port = _split_port(text)
+    try:
+        ipaddress.ip_address(body)
+        return None
+    except ValueError:
+        pass
+    if not body or not all(part for part in body.rstrip(".").split(".")):
+        raise _fail("--to", f"{text!r} is not a name, address, pod or Service")
+    if port is not None and not port.isdigit():
+        raise _fail("--to", f"port {port!r} must be a number")
+    return body, int(port) if port else scheme_port, path
+
+
 def _split_port(text: str) -> tuple[str, str | None]:
     if text.startswith("["):  # [v6]:port
         head, _, rest = text.partition("]")

@@ -13,7 +13,7 @@ from netsim.packet import TracePacket
 
 DELIVERED, DROPPED, REJECTED = "delivered", "dropped", "rejected"
 RESULTS = (DELIVERED, DROPPED, REJECTED)
-REQUEST, REPLY = "request", "reply"
+REQUEST, REPLY, DNS = "request", "reply", "dns"  # DNS: the name lookup before a connection
 
 # The documented reasons a path ends; the detail names the rule, route or map entry.
 REASONS = {
@@ -38,6 +38,8 @@ REASONS = {
     "authz-denied": "an AuthorizationPolicy closed the TCP connection",
     "envoy-response": "the client's sidecar answered itself (no route, no healthy upstream, "
                       "an injected fault)",
+    "dns-failed": "the name could not be resolved: the DNS query was dropped or the name "
+                  "does not exist",
     "http-denied": "an L7 proxy answered the request itself (403) under an HTTP policy rule",
     "http-error": "a proxy (the ingress controller) answered the request itself with an HTTP "
                   "error or redirect (404, 503, 308)",
