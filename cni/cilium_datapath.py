@@ -31,6 +31,9 @@ from netsim.packet import Outer
 from netsim.topology import CILIUM_TUNNEL_PORTS, host_id
 
 BPF_LXC, BPF_OVERLAY, BPF_HOST, BPF_SOCK = "bpf_lxc", "bpf_overlay", "bpf_host", "bpf_sock"
+IPV4_LOOPBACK = "169.254.42.1"  # bpf/lib/common.h: the SNAT address of a hairpin connection
+# --service-no-backend-response=reject (the default): the client gets ICMP unreachable
+NO_BACKEND_REPLY = "ICMP destination unreachable (service-no-backend-response reject)"
 
 
 def state_for(dp) -> CiliumState:
@@ -246,18 +249,24 @@ def _per_packet_lb(walker, c, node, svc) -> list:
         c = walker.hop(c, "cilium", f"{BPF_LXC} lb4_lookup_service: no backend", [master],
                        event=_event("drop", "DROPPED", None, None,
                                     drop_reason=DROP_SERVICE_BACKEND_NOT_FOUND))
-        return walker.end(c, "dropped", "service-backend-not-found",
-                          f"{svc.service}: {DROP_REASONS[DROP_SERVICE_BACKEND_NOT_FOUND]}")
+        return walker.end(c, "rejected", "service-backend-not-found",
+                          f"{svc.service}: {DROP_REASONS[DROP_SERVICE_BACKEND_NOT_FOUND]}; "
+                          f"{NO_BACKEND_REPLY}")
     out = []
     for slot in range(1, svc.count + 1):
         backend = node.backend(svc.backend_ids[slot - 1])
         new = replace(p, dst=backend.address, dport=backend.port)
+        loopback = backend.address == p.src
+        if loopback:  # lb4_local: a pod reaching itself through its Service is SNATed
+            new = replace(new, src=IPV4_LOOPBACK)
         nc = replace(c, probability=c.probability / svc.count)
         nc = walker.hop(nc, "cilium", f"{BPF_LXC} lb4_lookup_service: {p.dst}:{p.dport} -> "
                         f"{backend.address}:{backend.port}",
                         [master, f"slot {slot} -> lb4_backends_v3[{backend.id}] = "
                          f"{backend.address}:{backend.port} ({backend.pod_key})",
-                         f"ct4_global CT_SERVICE entry, rev_nat_index {svc.rev_nat_index}"],
+                         f"ct4_global CT_SERVICE entry, rev_nat_index {svc.rev_nat_index}"]
+                        + ([f"loopback: the backend is the client itself, source -> "
+                            f"{IPV4_LOOPBACK} (IPV4_LOOPBACK)"] if loopback else []),
                         new, event=_event("to-stack", "TRANSLATED", None, None))
         key = (new.protocol, new.dst, new.dport, new.src, new.sport)
         nat = (node.name, key, (p.dst, p.dport, p.src, p.sport))
@@ -357,7 +366,10 @@ def from_netdev(walker, c) -> list:
     src_entry = node.ipcache_lookup(p.src)
     src_id = src_entry.identity if src_entry else WORLD
     local = node.endpoint(p.dst)
-    if local is not None and not local.is_host:
+    if local is not None and not local.is_host and walker.dp.proxy_mode == "none":
+        # BPF host routing redirects straight to the endpoint; with kube-proxy running Cilium
+        # uses legacy host routing: through the stack (and kube-proxy's conntrack), then
+        # cilium_host into the endpoint
         reply = _ct_reply(c, node.name)
         c = _ct_record(c, node.name)
         detail = [f"ipcache[{p.src}] = identity {src_id}"]
@@ -403,10 +415,12 @@ def _nodeport(walker, c, node, svc) -> list:
         c = walker.hop(c, "cilium", f"{BPF_HOST} nodeport: no backend", [master],
                        event=_event("drop", "DROPPED", WORLD, None,
                                     drop_reason=DROP_SERVICE_BACKEND_NOT_FOUND))
-        return walker.end(c, "dropped", reason, f"{svc.service}: "
-                          f"{DROP_REASONS[DROP_SERVICE_BACKEND_NOT_FOUND]}"
-                          + (" (externalTrafficPolicy Local: no backend on this node)"
-                             if svc.local else ""))
+        if svc.local:
+            return walker.end(c, "dropped", reason, f"{svc.service}: "
+                              f"{DROP_REASONS[DROP_SERVICE_BACKEND_NOT_FOUND]} "
+                              "(externalTrafficPolicy Local: no backend on this node)")
+        return walker.end(c, "rejected", reason, f"{svc.service}: "
+                          f"{DROP_REASONS[DROP_SERVICE_BACKEND_NOT_FOUND]}; {NO_BACKEND_REPLY}")
     out = []
     share = 1.0 / svc.count
     for slot in range(1, svc.count + 1):

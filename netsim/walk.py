@@ -549,7 +549,8 @@ class Walker:
             text += f"; policies evaluated: {', '.join(policies)}"
         if chain.startswith("cali-"):
             reason = "policy-denied"
-        elif comment and "traffic not accepted by KUBE-FW-" in comment:
+        elif chain == "KUBE-SOURCE-RANGES-FIREWALL" or (
+                comment and "traffic not accepted by KUBE-FW-" in comment):
             reason = "lb-source-range"
         elif comment and comment.endswith("has no local endpoints"):
             reason = "no-local-endpoints"
