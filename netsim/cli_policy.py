@@ -29,6 +29,8 @@ def register(sub: Any, cluster: argparse.ArgumentParser) -> None:
     reach.add_argument("-o", "--output", choices=("table", "json", "csv", "png"),
                        default="table")
     reach.add_argument("--out", metavar="FILE", help="write to FILE (png: default reach.png)")
+    reach.add_argument("--dns", action="store_true", help="also: can each pod resolve names "
+                       "(UDP and TCP 53 to the CoreDNS pods) under its egress policy?")
     reach.set_defaults(func=cmd_reach)
 
     explain = sub.add_parser("explain", parents=[cluster], help="the verdict for one "
@@ -75,8 +77,17 @@ def cmd_reach(args: argparse.Namespace) -> int:
         raise InputError(f"{len(m.pods)} pods make a {len(m.pods)}x{len(m.pods)} matrix; "
                          "narrow it with -n NS, or use -o table/png (grouped)",
                          obj="command line", field="-o")
+    dns = None
+    if args.dns:
+        from netsim.reach_dns import dns_reach
+
+        dns = dns_reach(cluster, tuple(m.pods))
     if args.output == "json":
-        _write(args, json.dumps(m.as_json()))
+        data = m.as_json()
+        if dns is not None:
+            data["dns"] = {"server": dns[0], "pods": {
+                d.pod: {"udp": d.udp, "tcp": d.tcp, "reason": d.reason} for d in dns[1]}}
+        _write(args, json.dumps(data))
         return 0
     if args.output == "csv":
         _write(args, reach_views.to_csv(m, m.dense()).rstrip("\n"))
@@ -125,7 +136,33 @@ def cmd_reach(args: argparse.Namespace) -> int:
     else:
         console.print(f"grouped by {by}: '.' every pod pair allowed, 'X' none, '~' some")
         console.print(reach_views.grouped_table(names, allowed, total))
+    if dns is not None:
+        print(_dns_text(dns, by))
     return 0
+
+
+def _dns_text(dns: tuple[str, tuple], by: str) -> str:
+    """Per pod (or per group: how many of its pods) whether names resolve."""
+    server, rows = dns
+    lines = ["", f"DNS: UDP and TCP 53 to {server}"]
+    if by == "pod":
+        width = max((len(r.pod) for r in rows), default=3)
+        lines.append(f"  {'POD':<{width}}  UDP  TCP  WHY NOT")
+        for r in rows:
+            why = "" if r.udp and r.tcp else r.reason
+            lines.append(f"  {r.pod:<{width}}  {'yes' if r.udp else 'NO':<3}  "
+                         f"{'yes' if r.tcp else 'NO':<3}  {why}".rstrip())
+        return "\n".join(lines)
+    groups: dict[str, list] = {}
+    for r in rows:
+        key = r.pod.split("/")[0] if by == "namespace" else r.pod.rsplit("-", 1)[0]
+        groups.setdefault(key, []).append(r)
+    lines.append(f"  {by.upper():<30} RESOLVE  FIRST REASON")
+    for key, found in sorted(groups.items()):
+        ok = sum(r.udp for r in found)
+        first = next((r.reason for r in found if not r.udp), "")
+        lines.append(f"  {key:<30} {ok}/{len(found):<6} {first}".rstrip())
+    return "\n".join(lines)
 
 
 def _write(args: argparse.Namespace, text: str) -> None:

@@ -1,0 +1,53 @@
+"""`netsim reach --dns`: can each pod resolve names under its egress policy? Expectations
+from the NetworkPolicy specification: a default-deny egress isolates every pod of app; only
+a rule to kube-system on UDP/TCP 53 lets queries reach CoreDNS (tests/data/dns)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from netsim.cli import main
+from netsim.cluster import load
+from netsim.reach_dns import dns_reach
+
+DATA = Path(__file__).parent / "data" / "dns"
+
+
+def reach(*overlays: str):
+    cluster = load([str(DATA / "cluster.yaml"), *(str(DATA / o) for o in overlays)])
+    pods = tuple(p for p in cluster.pods if p.namespace == "app" and p.ip)
+    server, rows = dns_reach(cluster, pods)
+    return server, {r.pod: r for r in rows}
+
+
+@pytest.mark.parametrize("overlays,udp,tcp", [
+    ((), True, True),
+    (("deny-egress.yaml",), False, False),
+    (("deny-egress.yaml", "allow-dns.yaml"), True, True),
+    (("deny-egress.yaml", "allow-dns-udp-only.yaml"), True, False),
+])
+def test_dns_under_egress_policy(overlays, udp, tcp):
+    server, rows = reach(*overlays)
+    assert server.startswith("kube-system/kube-dns (10.96.0.10): kube-system/coredns-a")
+    client = rows["app/client"]
+    assert (client.udp, client.tcp) == (udp, tcp)
+    if not udp:
+        assert "NetworkPolicy app/default-deny-egress" in client.reason
+    assert rows["app/hostnet"].reason == "hostNetwork: the node's resolver"
+
+
+def test_cli_table_and_json(capsys):
+    args = ["reach", "-q", "-f", str(DATA / "cluster.yaml"), "-f",
+            str(DATA / "deny-egress.yaml"), "--dns", "-n", "app"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    row = next(line for line in out if line.startswith("  app/client "))
+    assert row.split()[1:3] == ["NO", "NO"]
+    assert main([*args, "-o", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["dns"]["pods"]["app/client"]["udp"] is False
+    assert data["dns"]["pods"]["app/hostnet"] == {"udp": True, "tcp": True,
+                                                  "reason": "hostNetwork: the node's resolver"}
