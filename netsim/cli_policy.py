@@ -36,7 +36,9 @@ def register(sub: Any, cluster: argparse.ArgumentParser) -> None:
     explain = sub.add_parser("explain", parents=[cluster], help="the verdict for one "
                              "connection and the policies and rules that decided it")
     explain.add_argument("--from", dest="source", required=True, metavar="NS/POD|IP")
-    explain.add_argument("--to", dest="target", required=True, metavar="NS/POD|IP")
+    explain.add_argument("--to", dest="target", required=True, metavar="NS/POD|IP|NAME",
+                         help="a pod, an address, or a DNS name as the source pod would "
+                         "resolve it (a Service's name explains each of its endpoints)")
     explain.add_argument("--port", type=int, required=True)
     explain.add_argument("--protocol", choices=PROTOCOLS, default="TCP", type=str.upper)
     explain.add_argument("-o", "--output", choices=("text", "json"), default="text")
@@ -209,16 +211,68 @@ def cmd_explain(args: argparse.Namespace) -> int:
     cluster = load_cluster(args)
     ps = PolicySet.from_cluster(cluster)
     src, src_name = _endpoint(cluster, ps, args.source, "--from")
-    dst, dst_name = _endpoint(cluster, ps, args.target, "--to")
     port = _port(args)
-    verdict = evaluate(ps, src, dst, port, args.protocol, explain=True)
+    targets = _named_targets(cluster, ps, src, args.target, port, args.protocol)
+    if targets is None:
+        dst, dst_name = _endpoint(cluster, ps, args.target, "--to")
+        targets = [(dst, dst_name, port)]
+    results = []
+    for dst, dst_name, dst_port in targets:
+        verdict = evaluate(ps, src, dst, dst_port, args.protocol, explain=True)
+        if args.output == "json":
+            results.append(reach_views.verdict_json(verdict, src_name, dst_name, dst_port,
+                                                    args.protocol))
+        else:
+            if results:
+                sys.stdout.write("\n")
+            results.append(1)
+            sys.stdout.write(reach_views.explain_text(verdict, src_name, dst_name, dst_port,
+                                                      args.protocol))
     if args.output == "json":
-        print(json.dumps(reach_views.verdict_json(verdict, src_name, dst_name, port,
-                                                  args.protocol), indent=2))
-    else:
-        sys.stdout.write(reach_views.explain_text(verdict, src_name, dst_name, port,
-                                                  args.protocol))
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     return 0
+
+
+def _named_targets(cluster: Cluster, ps: Any, src: Any, ref: str, port: int,
+                   protocol: str) -> list | None:
+    """--to as a DNS name: resolved from the source pod as it would (search path, ndots).
+    A Service's name gives each ready endpoint pod at the port the Service sends to, since
+    NetworkPolicy sees the connection after kube-proxy's DNAT. None: not a name."""
+    from netsim.dns import resolve
+
+    try:
+        ipaddress.ip_address(ref)
+        return None
+    except ValueError:
+        if "/" in ref:
+            return None
+    res = resolve(cluster, ref, "A", from_pod=src.pod)
+    if not res.addresses:
+        raise InputError(f"{ref!r} does not resolve from {src}: {res.status}",
+                         obj="command line", field="--to")
+    ip = res.addresses[0]
+    service = next((s for s in cluster.services if ip in s.cluster_ips), None)
+    if service is None:
+        peer = ps.ip_peer(ip)
+        return [(peer, f"{ref} ({ip})" if peer.pod is None else f"{peer.pod.key} ({ref})",
+                 port)]
+    sp = next((p for p in service.ports if p.port == port and p.protocol == protocol), None)
+    if sp is None:
+        raise InputError(f"Service {service.namespace}/{service.name} ({ref}) has no port "
+                         f"{port}/{protocol}", obj="command line", field="--port")
+    out = []
+    for es in cluster.slices_for(service):
+        number = next((p.port for p in es.ports if p.name == sp.name
+                       and p.protocol == protocol), None)
+        for e in es.endpoints:
+            pod = cluster.pod(*e.target.split("/", 1)) if e.target else None
+            if e.ready and pod is not None and number is not None:
+                out.append((ps.pod_peer(pod), f"{pod.key} (via {ref}:{port} -> {number})",
+                            number))
+    if not out:
+        raise InputError(f"Service {service.namespace}/{service.name} ({ref}) has no ready "
+                         "endpoint to explain", obj="command line", field="--to")
+    return out
 
 
 # ---------------------------------------------------------------- diff

@@ -51,3 +51,21 @@ def test_cli_table_and_json(capsys):
     assert data["dns"]["pods"]["app/client"]["udp"] is False
     assert data["dns"]["pods"]["app/hostnet"] == {"udp": True, "tcp": True,
                                                   "reason": "hostNetwork: the node's resolver"}
+
+
+def test_explain_to_a_service_name_explains_each_endpoint_at_its_target_port(capsys):
+    args = ["explain", "-q", "-f", str(DATA / "cluster.yaml"), "--from", "app/client",
+            "--to", "web", "--port", "80"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    heads = [line for line in out.splitlines() if " -> " in line and "TCP/" in line]
+    # Service web (app) port 80 -> targetPort http (8080) on its ready endpoint, web-1
+    # (web-2 is not Ready, so the Service does not send to it)
+    assert heads == ["app/client -> app/web-1 (via web:80 -> 8080) TCP/8080: ALLOWED"]
+
+
+def test_explain_to_an_unknown_name_is_a_one_line_error(capsys):
+    args = ["explain", "-q", "-f", str(DATA / "cluster.yaml"), "--from", "app/client",
+            "--to", "nope.app.svc.cluster.local.", "--port", "80"]
+    assert main(args) == 2
+    assert "does not resolve from app/client" in capsys.readouterr().err
