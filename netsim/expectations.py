@@ -42,6 +42,8 @@ Every pod a pattern matches is its own case, reported on its own line ("web reac
 - `ingress: {host: HOST, path: /, scheme: http|https, method: GET}`: the request goes to the
   ingress controller that serves the host, through its load balancer from outside;
 - `address: IP:PORT` (or `address: IP` with `port`); `node: NAME` with `port`.
+- `name: NAME` with `port`: a DNS name, resolved from each sender as its resolver would
+  (search path, ndots); the lookup is traced first, so a policy dropping DNS fails the case.
 
 `protocol` is TCP, UDP or SCTP: by default TCP, or the named Service port's own protocol.
 `http` is the request the connection carries, for the L7 hops (sidecars, Cilium's HTTP
@@ -93,7 +95,7 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")
 POD_KEYS = ("pod", "workload", "namespace", "selector")
 FROM_KEYS = (*POD_KEYS, "external", "node")
-TO_KEYS = ("service", *POD_KEYS, "ingress", "address", "node", "port")
+TO_KEYS = ("service", *POD_KEYS, "ingress", "address", "name", "node", "port")
 EXPECTATION_KEYS = ("name", "from", "to", "protocol", "http", "expect", "via", "deliveredTo",
                     "clientIPPreserved")
 INGRESS_KEYS = ("host", "path", "scheme", "method")
@@ -156,7 +158,7 @@ class IngressRequest:
 class Target:
     """Where to: a Service, pods, an Ingress host and path, an address, or a node."""
 
-    kind: str  # "service", "pods", "ingress", "address" or "node"
+    kind: str  # "service", "pods", "ingress", "address", "name" or "node"
     port: int | str | None = None
     service: str | None = None  # NS/NAME
     pods: PodSet | None = None
@@ -176,6 +178,8 @@ class Target:
         if self.kind == "address":
             host = f"[{self.address}]" if ":" in self.address else self.address
             return f"{host}{port}"
+        if self.kind == "name":
+            return f"{self.address}{port}"
         return f"node/{self.node}{port}"
 
 
@@ -288,7 +292,7 @@ def _origin(f: Fields) -> Origin:
 def _target(f: Fields) -> Target:
     _known(f, TO_KEYS)
     given = _one_of(f, tuple(k for k in TO_KEYS if k != "port"),
-                    "service, pod, workload, namespace/selector, ingress, address or node")
+                    "service, pod, workload, namespace/selector, ingress, address, name or node")
     port = f.int_or_str("port")
     if given == "service":
         return Target("service", port, service="/".join(_ns_name(f, "service", glob=False)))
@@ -302,6 +306,13 @@ def _target(f: Fields) -> Target:
         return Target("address", port, address=address)
     if port is None:
         raise f.error("port", "required field is missing")
+    if given == "name":  # a DNS name, resolved from each sender as its resolver would
+        if not isinstance(port, int):
+            raise f.error("port", f"must be a number for a name, got {port!r}")
+        name = f.str("name", required=True)
+        if not name or "/" in name or " " in name:
+            raise f.error("name", f"must be a DNS name, got {name!r}")
+        return Target("name", port, address=name)
     if given == "node":
         if not isinstance(port, int):
             raise f.error("port", f"must be a number for a node, got {port!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netsim.cluster import Cluster
 from netsim.dataplane import EXTERNAL_NETNS, Dataplane
@@ -170,6 +170,11 @@ class Runner:
                 return "to: the cluster has no Ingress and no ingress controller"
             http = _ingress_request(e)
             return [(t.text, _resolve(lambda: _ingress_front(self.dp, http, src)), "TCP")]
+        if t.kind == "name":  # resolved per case, after the lookup's own trace
+            from netsim.trace_spec import Endpoint as SpecEndpoint
+
+            return [(t.text, SpecEndpoint(None, src.address, t.port, t.address),
+                     e.protocol or "TCP")]
         if t.kind == "pods":
             found = [p for p in self._matching(t.pods) if p.key != src_label]
             if not found:
@@ -217,11 +222,26 @@ class Runner:
         else:
             label = dest_label + (f" {' '.join(e.http)}" if e.http else "") + (
                 f" ({protocol})" if protocol != "TCP" else "")
+        hops: tuple = ()
+        failed = None
+        if e.target.kind == "name":  # the DNS lookup first, as real traffic
+            from netsim.trace_dns import lookup, with_lookup
+
+            family = 6 if ":" in src.address else 4
+            addresses, hops, failed = lookup(self.dp, src.netns, src.address,
+                                             e.target.address, family)
+            if failed is None:
+                dest = replace(dest, address=addresses[0])
         try:
             packet = packet_for(src, dest, protocol, None, http)
         except InputError as exc:
             return _error(e, src_label, label, exc.message, start, suffix)
-        trace = walk(self.dp, packet, src.netns, mode="all")
+        if e.target.kind == "name" and failed is not None:
+            trace = failed
+        else:
+            trace = walk(self.dp, packet, src.netns, mode="all")
+            if hops:
+                trace = with_lookup(trace, hops)
         paths = tuple(self._path(p, src) for p in (trace.branches or (trace,)))
         delivered = sum(p.delivered for p in paths)
         got = ALLOW if delivered == len(paths) else DENY if not delivered else PARTIAL

@@ -69,3 +69,18 @@ def test_explain_to_an_unknown_name_is_a_one_line_error(capsys):
             "--to", "nope.app.svc.cluster.local.", "--port", "80"]
     assert main(args) == 2
     assert "does not resolve from app/client" in capsys.readouterr().err
+
+
+def test_expectations_by_name_fail_when_dns_is_blocked(tmp_path, capsys):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("apiVersion: netsim/v1alpha1\nkind: ConnectivityExpectations\n"
+                   "metadata: {name: dns}\nspec:\n  expectations:\n"
+                   "  - name: client reaches web by name\n    from: {pod: app/client}\n"
+                   "    to: {name: web, port: 80}\n    expect: allow\n")
+    base = ["test", "-q", str(exp), "-f", str(DATA / "cluster.yaml")]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main([*base, "-f", str(DATA / "deny-egress.yaml")]) == 1
+    assert "dns-failed" in capsys.readouterr().out
+    assert main([*base, "-f", str(DATA / "deny-egress.yaml"), "-f",
+                 str(DATA / "allow-dns.yaml")]) == 0
