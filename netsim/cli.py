@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     from netsim import cli_trace
 
     cli_trace.register(sub, cluster)
+    from netsim import cli_live
+
+    cli_live.register(sub, cluster)
     from netsim import cli_dns
 
     cli_dns.register(sub, cluster)
