@@ -51,7 +51,13 @@ def register(sub: Any, cluster: argparse.ArgumentParser) -> None:
 def cmd_trace(args: argparse.Namespace) -> int:
     from netsim.cli import load_cluster
     from netsim.dataplane import build
-    from netsim.trace_spec import dns_name, packet_for, resolve_destination, resolve_source
+    from netsim.trace_spec import (
+        dns_name,
+        ingress_front,
+        packet_for,
+        resolve_destination,
+        resolve_source,
+    )
     from netsim.walk import walk
 
     fmt, out_file = _output(args.output)
@@ -79,7 +85,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         if named is not None:
             return _trace_name(args, dp, source, named, protocol, http, fmt, out_file)
         if args.destination is None:
-            dest = _ingress_front(dp, http, source)
+            dest = ingress_front(dp, http, source)
         else:
             dest = resolve_destination(dp, args.destination, protocol, source, args.port)
         packets = [packet_for(source, dest, protocol, args.sport, http)]
@@ -141,28 +147,6 @@ def _trace_name(args, dp, source, named, protocol, http, fmt, out_file) -> int:
             f" carrying {http}" if http else "")
     _render([trace], [label], dp, fmt, out_file, args.verbosity)
     return 0 if trace.result == "delivered" else 1
-
-
-def _ingress_front(dp, http, source):
-    """No --to: the request goes to the ingress controller serving its host."""
-    from netsim.dataplane import EXTERNAL_NETNS
-    from netsim.trace_spec import Endpoint
-    from proxy.ingress import controllers, route
-    from proxy.ingress_datapath import front
-
-    found = controllers(dp.cluster)
-    if not found:
-        raise InputError("the cluster has no Ingress and no ingress controller: give --to",
-                         obj="command line", field="--to")
-    answer = route(dp.cluster, http.host, http.path, http.scheme)
-    ctl = next((c for c in found if c.ingress_class == answer.ingress_class), found[0])
-    where = front(dp, ctl, http.scheme, source.netns == EXTERNAL_NETNS)
-    if where is None:
-        raise InputError(f"cannot tell how to reach the {ctl.ingress_class} ingress "
-                         "controller: give --to", obj="command line", field="--to")
-    ip, port = where
-    return Endpoint(None, ip, port, f"ingress controller {ctl.service or ctl.controller} "
-                    f"({ip}:{port})")
 
 
 def _output(values: list[str]) -> tuple[str, str | None]:

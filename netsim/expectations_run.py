@@ -13,7 +13,13 @@ from netsim.errors import InputError
 from netsim.expectations import Expectation, ExpectationSet, PodSet
 from netsim.model import Pod
 from netsim.packet import HttpRequest, parse_http
-from netsim.trace_spec import Endpoint, packet_for, resolve_destination, resolve_source
+from netsim.trace_spec import (
+    Endpoint,
+    ingress_front,
+    packet_for,
+    resolve_destination,
+    resolve_source,
+)
 from netsim.trace_types import DELIVERED, REASONS, Trace
 from netsim.walk import walk
 from policies.engine import (
@@ -169,11 +175,9 @@ class Runner:
             if not controllers(self.cluster):
                 return "to: the cluster has no Ingress and no ingress controller"
             http = _ingress_request(e)
-            return [(t.text, _resolve(lambda: _ingress_front(self.dp, http, src)), "TCP")]
+            return [(t.text, _resolve(lambda: ingress_front(self.dp, http, src)), "TCP")]
         if t.kind == "name":  # resolved per case, after the lookup's own trace
-            from netsim.trace_spec import Endpoint as SpecEndpoint
-
-            return [(t.text, SpecEndpoint(None, src.address, t.port, t.address),
+            return [(t.text, Endpoint(None, src.address, t.port, t.address),
                      e.protocol or "TCP")]
         if t.kind == "pods":
             found = [p for p in self._matching(t.pods) if p.key != src_label]
@@ -445,12 +449,6 @@ def _resolve(fn) -> Endpoint | str:
 def _ingress_request(e: Expectation) -> HttpRequest:
     req = e.target.ingress
     return HttpRequest(req.method, req.host, req.path, req.scheme)
-
-
-def _ingress_front(dp: Dataplane, http: HttpRequest, src: Endpoint) -> Endpoint:
-    from netsim.cli_trace import _ingress_front as front
-
-    return front(dp, http, src)
 
 
 def _error(e: Expectation, source: str, destination: str, message: str, start: float,

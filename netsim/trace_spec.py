@@ -200,6 +200,28 @@ def _family_pick(ips, family: int | None, field: str, what: str) -> str:
     raise _fail(field, f"{what} has no IPv{family} address")
 
 
+def ingress_front(dp: Dataplane, http, source: Endpoint, field: str = "--to") -> Endpoint:
+    """Where a client sends an HTTP request meant for the ingress controller serving its host:
+    the controller's LoadBalancer, NodePort or ClusterIP (or its node, on the host network)."""
+    from proxy.ingress import controllers, route
+    from proxy.ingress_datapath import front
+
+    if http is None:
+        raise _fail(field, "a request through the ingress controller needs an HTTP request")
+    found = controllers(dp.cluster)
+    if not found:
+        raise _fail(field, "the cluster has no Ingress and no ingress controller")
+    answer = route(dp.cluster, http.host, http.path, http.scheme)
+    ctl = next((c for c in found if c.ingress_class == answer.ingress_class), found[0])
+    where = front(dp, ctl, http.scheme, source.netns == EXTERNAL_NETNS)
+    if where is None:
+        raise _fail(field, f"cannot tell how to reach the {ctl.ingress_class} ingress "
+                    "controller")
+    ip, port = where
+    return Endpoint(None, ip, port, f"ingress controller {ctl.service or ctl.controller} "
+                    f"({ip}:{port})")
+
+
 def packet_for(source: Endpoint, destination: Endpoint, protocol: str,
                sport: int | None = None, http=None) -> TracePacket:
     proto = protocol.lower()

@@ -274,34 +274,13 @@ def _run_check(plane: Dataplane, check: Check, dp: dps.Dataplane):
 def _targets(plane: Dataplane, text: str, protocol: str, source, http):
     """(label, endpoint) per destination: node/*:PORT is every node, `ingress` the
     controller's front for the request."""
-    from netsim.trace_spec import resolve_destination
+    from netsim.trace_spec import ingress_front, resolve_destination
 
     if text == "ingress":
-        return [(None, _ingress_front(plane, http, source))]
+        return [(None, ingress_front(plane, http, source))]
     if text.startswith("node/*:"):
         port = text.rpartition(":")[2]
         return [(node.name, resolve_destination(plane, f"node/{node.name}:{port}", protocol,
                                                 source))
                 for node in plane.cluster.nodes]
     return [(None, resolve_destination(plane, text, protocol, source))]
-
-
-def _ingress_front(plane: Dataplane, http, source):
-    """Where a client sends an HTTP request for the ingress controller serving its host."""
-    from netsim.dataplane import EXTERNAL_NETNS
-    from netsim.trace_spec import Endpoint
-    from proxy.ingress import controllers, route
-    from proxy.ingress_datapath import front
-
-    if http is None:
-        raise InputError("`to: ingress` needs an `http:` request", field="--to")
-    found = controllers(plane.cluster)
-    if not found:
-        raise InputError("the cluster has no ingress controller", field="--to")
-    answer = route(plane.cluster, http.host, http.path, http.scheme)
-    ctl = next((c for c in found if c.ingress_class == answer.ingress_class), found[0])
-    where = front(plane, ctl, http.scheme, source.netns == EXTERNAL_NETNS)
-    if where is None:
-        raise InputError(f"cannot tell how to reach the {ctl.ingress_class} controller",
-                         field="--to")
-    return Endpoint(None, where[0], where[1], f"ingress controller ({where[0]}:{where[1]})")
