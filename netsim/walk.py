@@ -402,10 +402,7 @@ class Walker:
         c = self.hop(c, dev.kind, f"encapsulate on {dev.name}", detail, packet,
                      interface=dev.name)
         # the outer packet is locally generated: OUTPUT, routing, POSTROUTING on the uplink
-        return [(replace(c, nf=None, in_iface=None, route=None), self.send_outer)]
-
-    def send_outer(self, c: Cursor) -> list:
-        return self.send(c)
+        return [(replace(c, nf=None, in_iface=None, route=None), self.send)]
 
     def decapsulate(self, c: Cursor) -> list:
         st = self.station(c)
@@ -594,13 +591,7 @@ def walk(dp: Dataplane, packet: TracePacket, origin: str, *, mode: str = "sample
     traces.sort(key=lambda t: (-round(t.probability, 9), t.delivered_to or "", t.reason))
     if mode == "sample" or len(traces) == 1:
         return traces[0]
-    merged = _merge(traces)
-    best = max(merged, key=lambda t: t.probability)
-    return replace(best, branches=tuple(merged))
-
-
-def _merge(traces: list[Trace]) -> list[Trace]:
-    return traces
+    return replace(traces[0], branches=tuple(traces))
 
 
 # ---------------------------------------------------------------- conversions
