@@ -87,8 +87,7 @@ def sock4_connect(walker, c) -> list:
         node.service_lookup(p.dst, p.dport, p.protocol.upper(), SCOPE_EXTERNAL)
     if svc is None:
         return [(c, walker.send)]
-    key = f"lb4_services_v2[{p.dst}:{p.dport}/{p.protocol.upper()} slot 0]"
-    master = f"{key} = count={svc.count} rev_nat={svc.rev_nat_index} ({svc.service})"
+    master = _master_line(p, svc)
     if svc.count == 0:
         c = walker.hop(c, "cilium", f"{BPF_SOCK} cil_sock4_connect: no backend", [master],
                        event=_event("sock", "DROPPED", None, None,
@@ -97,12 +96,9 @@ def sock4_connect(walker, c) -> list:
                           f"{svc.service} has no backend: connect() fails "
                           f"({DROP_REASONS.get(DROP_SERVICE_BACKEND_NOT_FOUND)})")
     out = []
-    share = 1.0 / svc.count
-    for slot in range(1, svc.count + 1):
-        backend = node.backend(svc.backend_ids[slot - 1])
+    for nc, slot, backend in _slots(walker, c, node, svc):
         new = replace(p, dst=backend.address, dport=backend.port)
-        nc = replace(c, probability=c.probability * share,
-                     connected=(backend.address, backend.port))
+        nc = replace(nc, connected=(backend.address, backend.port))
         nc = walker.hop(nc, "cilium", f"{BPF_SOCK} cil_sock4_connect: {p.dst}:{p.dport} -> "
                         f"{backend.address}:{backend.port}",
                         [master, f"slot {slot} -> lb4_backends_v3[{backend.id}] = "
@@ -114,7 +110,29 @@ def sock4_connect(walker, c) -> list:
                                           sock_xlate="post-xlate-fwd",
                                           original=(p.dst, p.dport)))
         out.append((nc, walker.send))
-    return walker.choose(out)
+    return out
+
+
+def _master_line(p, svc, flags: bool = False) -> str:
+    """The service map's slot-0 entry a lookup found, as the hop's detail shows it."""
+    words = f", {', '.join(svc.flag_words)}" if flags else ""
+    return (f"lb4_services_v2[{p.dst}:{p.dport}/{p.protocol.upper()} slot 0] = "
+            f"count={svc.count} rev_nat={svc.rev_nat_index} ({svc.service}{words})")
+
+
+def _slots(walker, c, node, svc) -> list:
+    """(cursor with its share, slot, backend) for each backend slot the lookup may pick:
+    every one (all paths), or one drawn by the walk's seed (sample), before forwarding."""
+    return walker.choose([(replace(c, probability=c.probability / svc.count), slot,
+                           node.backend(svc.backend_ids[slot - 1]))
+                          for slot in range(1, svc.count + 1)])
+
+
+def _nat_entry(node, new, p) -> tuple:
+    """What reverses a translation for the reply: (node, reply's key, (vip, vport, client,
+    client port))."""
+    return ("nat", (node.name, (new.protocol, new.dst, new.dport, new.src, new.sport),
+                    (p.dst, p.dport, p.src, p.sport)))
 
 
 # ---------------------------------------------------------------- bpf_lxc
@@ -243,8 +261,7 @@ def _to_endpoint(walker, c, node, ep, src_id, detail, reply) -> list:
 
 def _per_packet_lb(walker, c, node, svc) -> list:
     p = c.packet
-    master = (f"lb4_services_v2[{p.dst}:{p.dport}/{p.protocol.upper()} slot 0] = "
-              f"count={svc.count} rev_nat={svc.rev_nat_index} ({svc.service})")
+    master = _master_line(p, svc)
     if svc.count == 0:
         c = walker.hop(c, "cilium", f"{BPF_LXC} lb4_lookup_service: no backend", [master],
                        event=_event("drop", "DROPPED", None, None,
@@ -253,13 +270,11 @@ def _per_packet_lb(walker, c, node, svc) -> list:
                           f"{svc.service}: {DROP_REASONS[DROP_SERVICE_BACKEND_NOT_FOUND]}; "
                           f"{NO_BACKEND_REPLY}")
     out = []
-    for slot in range(1, svc.count + 1):
-        backend = node.backend(svc.backend_ids[slot - 1])
+    for nc, slot, backend in _slots(walker, c, node, svc):
         new = replace(p, dst=backend.address, dport=backend.port)
         loopback = backend.address == p.src
         if loopback:  # lb4_local: a pod reaching itself through its Service is SNATed
             new = replace(new, src=IPV4_LOOPBACK)
-        nc = replace(c, probability=c.probability / svc.count)
         nc = walker.hop(nc, "cilium", f"{BPF_LXC} lb4_lookup_service: {p.dst}:{p.dport} -> "
                         f"{backend.address}:{backend.port}",
                         [master, f"slot {slot} -> lb4_backends_v3[{backend.id}] = "
@@ -268,10 +283,10 @@ def _per_packet_lb(walker, c, node, svc) -> list:
                         + ([f"loopback: the backend is the client itself, source -> "
                             f"{IPV4_LOOPBACK} (IPV4_LOOPBACK)"] if loopback else []),
                         new, event=_event("to-stack", "TRANSLATED", None, None))
-        key = (new.protocol, new.dst, new.dport, new.src, new.sport)
-        nat = (node.name, key, (p.dst, p.dport, p.src, p.sport))
-        nc = replace(nc, bpf=(*nc.bpf, ("nat", nat)), connected=None)
-        out += from_container(walker, replace(nc, connected=(p.dst, p.dport)))
+        # connected: the VIP, so the packet is not balanced again and the reply, reversed
+        # to the VIP, is what the socket expects
+        nc = replace(nc, bpf=(*nc.bpf, _nat_entry(node, new, p)), connected=(p.dst, p.dport))
+        out += from_container(walker, nc)
     return out
 
 
@@ -407,9 +422,7 @@ def _nodeport(walker, c, node, svc) -> list:
                           f"{p.src} is outside {svc.service}'s loadBalancerSourceRanges "
                           f"(Cilium drop reason {DROP_LB_SOURCE_RANGE}, "
                           "DENIED_BY_LB_SRC_RANGE_CHECK)")
-    master = (f"lb4_services_v2[{p.dst}:{p.dport}/{p.protocol.upper()} slot 0] = "
-              f"count={svc.count} rev_nat={svc.rev_nat_index} ({svc.service}, "
-              f"{', '.join(svc.flag_words)})")
+    master = _master_line(p, svc, flags=True)
     if svc.count == 0:
         reason = "no-local-endpoints" if svc.local else "service-backend-not-found"
         c = walker.hop(c, "cilium", f"{BPF_HOST} nodeport: no backend", [master],
@@ -422,9 +435,7 @@ def _nodeport(walker, c, node, svc) -> list:
         return walker.end(c, "rejected", reason, f"{svc.service}: "
                           f"{DROP_REASONS[DROP_SERVICE_BACKEND_NOT_FOUND]}; {NO_BACKEND_REPLY}")
     out = []
-    share = 1.0 / svc.count
-    for slot in range(1, svc.count + 1):
-        backend = node.backend(svc.backend_ids[slot - 1])
+    for nc, slot, backend in _slots(walker, c, node, svc):
         new = replace(p, dst=backend.address, dport=backend.port)
         detail = [master, f"slot {slot} -> lb4_backends_v3[{backend.id}] = "
                   f"{backend.address}:{backend.port} ({backend.pod_key})"]
@@ -433,20 +444,17 @@ def _nodeport(walker, c, node, svc) -> list:
             new = replace(new, src=node.node_ip, sport=p.sport)
             detail.append(f"snat_v4_external: {p.src}:{p.sport} -> {node.node_ip}:{p.sport} "
                           "(SNAT for a remote backend)")
-        nc = replace(c, probability=c.probability * share)
         nc = walker.hop(nc, "cilium", f"{BPF_HOST} nodeport: {p.dst}:{p.dport} -> "
                         f"{backend.address}:{backend.port}", detail, new,
                         event=_event("from-network", "TRANSLATED", WORLD, None))
-        nat = (node.name, (new.protocol, new.dst, new.dport, new.src, new.sport),
-               (p.dst, p.dport, p.src, p.sport))
-        nc = replace(nc, bpf=(*nc.bpf, ("nat", nat)))
+        nc = replace(nc, bpf=(*nc.bpf, _nat_entry(node, new, p)))
         dst_entry = node.ipcache_lookup(new.dst)
         dst_id = dst_entry.identity if dst_entry else WORLD
         client = node.ipcache_lookup(p.src)  # a CIDR identity when a policy names the range
         src_id = REMOTE_NODE if snat else (client.identity if client else WORLD)
         nc = _ct_record(nc, node.name)
         out += _forward(walker, nc, node, src_id, dst_id, dst_entry, [], False)
-    return walker.choose(out) if all(isinstance(o, tuple) for o in out) else out
+    return out
 
 
 def _nat_reverse(c, node: str):
