@@ -280,9 +280,14 @@ class _BlockAllocator:
         return None
 
 
-def address_pods(pods: list[Pod], nodes: list[Node], pools: Pools,
-                 settings: Settings) -> tuple[list[Pod], dict[str, str], dict[str, tuple]]:
-    """Pod IPs per family; returns (pods, block -> node, node -> tunnel/router IPs)."""
+def address_pods(pods: list[Pod], nodes: list[Node], pools: Pools, settings: Settings,
+                 late: frozenset[str] = frozenset(),
+                 ) -> tuple[list[Pod], dict[str, str], dict[str, tuple]]:
+    """Pod IPs per family; returns (pods, block -> node, node -> tunnel/router IPs).
+
+    Pods keyed in `late` ("ns/name") are addressed after all others, so that adding them
+    (netsim's own addons) moves no other pod's IP or block.
+    """
     node_by_name = {n.name: n for n in nodes}
     calico = settings.cni == "calico"
     tunnels = calico and settings.calico_encapsulation != "None"
@@ -308,10 +313,11 @@ def address_pods(pods: list[Pod], nodes: list[Node], pools: Pools,
                 else:
                     ip = alloc.allocate(n.name)
                 tunnel_ips[n.name].append(ip)
-        waiting = sorted((p.node_name, p.namespace, p.name, i) for i, p in enumerate(pods)
+        waiting = sorted((p.key in late, p.node_name, p.namespace, p.name, i)
+                         for i, p in enumerate(pods)
                          if p.node_name and not p.host_network and p.ip_of(fam) is None
                          and p.phase in ("Running", "Pending", "Unknown"))
-        for node, _, _, i in waiting:
+        for _, node, _, _, i in waiting:
             assigned[i].append(alloc.allocate(node))
         blocks.update({alloc.cidr(i): node for i, node in alloc.owner.items()})
     node_ips = {n.name: n.internal_ips for n in nodes}

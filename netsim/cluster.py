@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
+from netsim import dns_addon
 from netsim.addressing import (
     AddressPlan,
     address_nodes,
@@ -212,8 +213,11 @@ def _build(settings: Settings, kube_proxy: KubeProxyConfiguration | None,
     services: list[Service] = typed[Service]
     pools = choose_pools(settings, nodes, pods, services,
                          kube_proxy.cluster_cidrs if kube_proxy else ())
+    addon = _dns_addon(settings, pools, pods, workloads, services, nodes, warnings)
+    late = frozenset(p.key for p in addon)
+    pods += _placed(addon, nodes, warnings, placed=pods)
     nodes = address_nodes(nodes, pools)
-    pods, blocks, tunnel_ips = address_pods(pods, nodes, pools, settings)
+    pods, blocks, tunnel_ips = address_pods(pods, nodes, pools, settings, late=late)
     services = address_services(services, pools, settings)
 
     given_slices: list[EndpointSlice] = typed[EndpointSlice]
@@ -267,9 +271,33 @@ def _default_nodes(pods: list[Pod], settings: Settings) -> list[Node]:
         for n in sorted(names)]
 
 
-def _placed(pods: list[Pod], nodes: list[Node], warnings: list[str]) -> list[Pod]:
+def _dns_addon(settings: Settings, pools: Any, pods: list[Pod], workloads: list[Workload],
+               services: list[Service], nodes: list[Node], warnings: list[str]) -> list[Pod]:
+    """kubeadm's CoreDNS addon where the manifests hold no DNS Service; returns its pods (the
+    Service and Deployment are appended to `services` and `workloads`)."""
+    if not settings.dns_addon or dns_addon.has_dns_service(services):
+        return []
+    taken = {ip for s in services for ip in s.cluster_ips}
+    ip = dns_addon.dns_ip(str(pools.service[pools.families[0]]), taken)
+    services.append(dns_addon.kube_dns_service(ip))
+    made = [f"Service kube-system/kube-dns ({ip or 'the tenth address of the service range '
+                                                 'is taken: a free one'})"]
+    new: list[Pod] = []
+    if not dns_addon.has_dns_pods(pods, workloads):
+        deployment = dns_addon.coredns_deployment()
+        workloads.append(deployment)
+        new = expand([deployment], [], tuple(nodes), fits)
+        made.append(f"Deployment kube-system/coredns ({len(new)} pods)")
+    warnings.append(f"the input holds no cluster DNS: created {' and '.join(made)} as kubeadm "
+                    f"does; NetsimConfig spec.dns.disabled: true leaves them out")
+    return new
+
+
+def _placed(pods: list[Pod], nodes: list[Node], warnings: list[str],
+            placed: list[Pod] = ()) -> list[Pod]:
+    """`pods` with a node chosen for each unplaced one; `placed` are already on their nodes."""
     counts: dict[str, int] = defaultdict(int)
-    for p in pods:
+    for p in [*placed, *pods]:
         if p.node_name:
             counts[p.node_name] += 1
     waiting = [p for p in pods if not p.node_name and p.phase in ("Pending", "Running")]

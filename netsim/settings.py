@@ -49,6 +49,8 @@ class Settings:
     host_network_policy: str = "node"
     kernel_nfacct: bool = True  # the kernel has the nfacct counters kube-proxy probes for
     cluster_domain: str = "cluster.local"  # kubelet clusterDomain: the zone CoreDNS serves
+    # kubeadm's dns.disabled inverted: add the CoreDNS addon when the manifests hold none
+    dns_addon: bool = True
     source: Source | None = None
     flags: tuple[str, ...] = ()  # fields set by command-line flags, for error messages
     proxy_mode_set: bool = False  # the NetsimConfig named a proxy mode
@@ -98,6 +100,7 @@ def parse_settings(f: Fields, source: Source | None = None) -> Settings:
                                                            default="node"),
         kernel_nfacct=spec.sub("kernel").bool("nfacct", default=True),
         cluster_domain=_cluster_domain(spec),
+        dns_addon=not spec.sub("dns").bool("disabled", default=False),
         source=source,
     )
 

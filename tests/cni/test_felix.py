@@ -31,7 +31,7 @@ from cni.calico import node_namespace
 from cni.felix import FelixRules, compile_felix, compile_felix_all
 from cni.felix_policy import dispatch_chains
 from netsim.cluster import Cluster, load, load_inputs
-from netsim.conformance.base import base_objects
+from netsim.conformance.base import NAMESPACES, base_objects
 from netsim.conformance.expect import expected_table
 from netsim.conformance.runner import load_suite
 from netsim.errors import InputError, Source
@@ -222,9 +222,12 @@ def test_nat_outgoing_masquerades_pool_traffic_leaving_the_pools():
 
 
 def test_dispatch_chains_goto_each_local_workload():
-    felix = case_dataplane("default-deny-ingress").nodes["node-1"].felix
-    local = sorted(veth(ns, p) for ns in ("x", "y") for p in ("a", "b", "c"))
-    # The six names differ right after "cali": one goto per interface in the root chain.
+    dp = case_dataplane("default-deny-ingress")
+    felix = dp.nodes["node-1"].felix
+    local = sorted([veth(ns, p) for ns in ("x", "y") for p in ("a", "b", "c")]
+                   + [veth(p.namespace, p.name) for p in dp.cluster.pods_on("node-1")
+                      if p.namespace == "kube-system"])  # the CoreDNS addon's pod
+    # The names differ right after "cali": one goto per interface in the root chain.
     assert chain(felix, "cali-from-wl-dispatch") == [
         f"-A cali-from-wl-dispatch -i {i} -g cali-fw-{i}" for i in local] + [
         '-A cali-from-wl-dispatch -m comment --comment "Unknown interface" -j DROP']
@@ -424,7 +427,7 @@ def test_unknown_node_is_an_input_error():
 
 def _probe_cells(name: str):
     cluster = case_cluster(name)
-    keys = sorted(p.key for p in cluster.pods)
+    keys = sorted(p.key for p in cluster.pods if p.namespace in NAMESPACES)  # not CoreDNS
     for probe in CASES[name].items("probes", required=True):
         port = probe.int("port", required=True)
         protocol = probe.enum("protocol", ("TCP", "UDP", "SCTP"), default="TCP")

@@ -38,9 +38,10 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "kube_proxy_ipvs"
 
 
 def load_text(*parts: str) -> Cluster:
-    """Load manifests given as YAML parts, each dedented on its own."""
+    """Load manifests given as YAML parts, each dedented on its own, without the DNS addon
+    (the expected tables, like upstream's fake proxier, hold only the Services given)."""
     text = "".join(textwrap.dedent(p) for p in parts)
-    return load(["-"], stdin=io.StringIO(text))
+    return load(["-"], stdin=io.StringIO(text), overrides={"dns_addon": False})
 
 
 def compiled(cluster: Cluster, node: str, fam: str = "IPv4") -> IpvsState:
