@@ -68,8 +68,9 @@ class DnsPort:
 class DnsService:
     """The Service pods' resolv.conf points at, and the CoreDNS pods behind it.
 
-    `emulated` means the manifests hold no such Service and netsim describes the one kubeadm
-    would have made; kube-proxy has no rules for it, so traffic to it cannot be traced.
+    `emulated` means the cluster has no such Service (the manifests hold none and
+    NetsimConfig spec.dns.disabled keeps netsim's addon out) and netsim describes the one
+    kubeadm would have made; nothing routes traffic to it, so queries cannot be traced.
     """
 
     namespace: str
@@ -118,10 +119,11 @@ def dns_service(cluster) -> DnsService:
         return DnsService(svc.namespace, svc.name, svc.cluster_ips, ports, pods, False, config,
                           tuple(notes))
     ip = kubeadm_dns_ip(cluster.addressing.service_cidrs[0])
-    notes.append(f"{DNS_NAMESPACE}/{DNS_SERVICE_NAME} is not in the manifests: netsim assumes "
-                 f"it at {ip} (the tenth address of the service range, as kubeadm assigns) and "
-                 f"answers as CoreDNS would, but kube-proxy has no rules for it, so a trace "
-                 f"cannot route a query to it")
+    notes.append(f"{DNS_NAMESPACE}/{DNS_SERVICE_NAME} is not in the manifests and NetsimConfig "
+                 f"spec.dns.disabled keeps netsim from adding it: names are answered as "
+                 f"CoreDNS would at {ip} (the tenth address of the service range, as kubeadm "
+                 f"assigns), but no Service or rules exist there, so a trace cannot route a "
+                 f"query to it")
     taken = next((s for s in cluster.services if ip in s.cluster_ips), None)
     if taken is not None:
         notes.append(f"{ip} is already Service {taken.key}'s cluster IP")

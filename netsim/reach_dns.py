@@ -45,7 +45,7 @@ def dns_reach(cluster: Cluster, pods: tuple[Pod, ...] | None = None,
     label = (f"{server.key} ({', '.join(server.cluster_ips)}): "
              f"{', '.join(t.key for t in targets) or 'no ready CoreDNS pod'}")
     if server.emulated:
-        label += " [not in the manifests: emulated]"
+        label += " [not in the cluster: spec.dns.disabled]"
     pods = pods if pods is not None else tuple(p for p in cluster.pods if p.ip)
     out = []
     cache: dict[tuple, DnsReach] = {}

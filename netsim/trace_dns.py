@@ -47,7 +47,7 @@ def lookup(dp: Dataplane, origin: str, source_ip: str, name: str, family: int = 
             return (), tuple(hops), fail
     elif res.nameserver:
         hops.append(replace(head, action="query not traced", detail=(
-            res.server.note or "the DNS Service is not in the manifests",)))
+            res.server.note or "the cluster has no DNS Service",)))
     if not res.addresses:
         answer = Hop(head.node, head.netns, None, "dns", f"{name}: {res.status}",
                      (f"rcode {res.rcode or '-'}",), head.packet, DNS)

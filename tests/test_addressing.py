@@ -9,8 +9,10 @@ import pytest
 from netsim.errors import InputError
 from tests.helpers import config, load_yaml, node, pod
 
+# IPAM mechanics on the given objects alone: no CoreDNS addon (tests/test_dns_addon.py).
 CALICO_NO_ENCAP = config("cni: {name: calico, calico: {encapsulation: None}}\n"
-                         "podCIDRs: [10.10.0.0/24]\nserviceCIDRs: [10.20.0.0/24]")
+                         "podCIDRs: [10.10.0.0/24]\nserviceCIDRs: [10.20.0.0/24]\n"
+                         "dns: {disabled: true}")
 
 
 def _ips(cluster, prefix=""):

@@ -89,22 +89,23 @@ def test_dns_service_from_the_manifests():
 
 
 def test_emulated_dns_service_at_the_tenth_address(load_text):
-    cluster = load_text(settings(serviceCIDRs="[10.100.0.0/16]"), APP)
+    cluster = load_text(settings(serviceCIDRs="[10.100.0.0/16]", dns="{disabled: true}"), APP)
+    assert cluster.service("kube-system", "kube-dns") is None
     svc = dns_service(cluster)
     assert (svc.key, svc.cluster_ips, svc.emulated, svc.pods) == (
         "kube-system/kube-dns", ("10.100.0.10",), True, ())
     assert [(p.port, p.protocol) for p in svc.ports] == [(53, "UDP"), (53, "TCP")]
-    assert "not in the manifests" in svc.note and "cannot route" in svc.note
+    assert "spec.dns.disabled" in svc.note and "cannot route" in svc.note
     # names still resolve, as kubeadm's CoreDNS would answer them
     got = resolve(cluster, "web", "A", "app/client")
     assert got.addresses == ("10.100.0.80",) and got.nameserver == "10.100.0.10"
     assert got.records[0].ttl == 30
-    assert any("not in the manifests" in n for n in got.notes)
+    assert any("spec.dns.disabled" in n for n in got.notes)
 
 
 def test_emulated_dns_address_taken_by_another_service(load_text):
     taken = APP.replace("10.100.0.80", "10.96.0.10")
-    svc = dns_service(load_text(taken))
+    svc = dns_service(load_text(settings(dns="{disabled: true}"), taken))
     assert svc.cluster_ips == ("10.96.0.10",)
     assert "already Service app/web's cluster IP" in svc.note
 

@@ -111,8 +111,12 @@ def test_pods_are_not_scheduled_onto_not_ready_or_tainted_nodes(load_text):
           tolerations: [{key: dedicated, operator: Equal, value: db, effect: NoSchedule}]
     """
     c = load_text(NODES, deploy)
-    assert {p.node_name for p in c.pods} == {"n1"}
-    assert len(c.pods) == 3
+    assert {p.node_name for p in c.pods_in("default")} == {"n1"}
+    assert len(c.pods_in("default")) == 3
+    # The CoreDNS addon tolerates only the control-plane taint: it fits no node here.
+    coredns = c.pods_in("kube-system")
+    assert len(coredns) == 2 and all(p.phase == "Pending" and not p.node_name for p in coredns)
+    assert any("stay Pending" in w for w in c.warnings)
 
 
 def test_generated_nodes_when_the_input_has_none(load_text):
@@ -847,7 +851,7 @@ status: {phase: Running, podIP: 10.244.2.20}
     c = load_text(THREE_NODES, dump)
     assert sorted(p.name for p in c.pods_in("shop")) == ["db-0", "web-7d4b9c8f5d-abcde"]
     assert c.pod("shop", "web-7d4b9c8f5d-abcde").workload == "Deployment/web"
-    assert not any(p.generated for p in c.pods)
+    assert not any(p.generated for p in c.pods_in("shop"))
 
 
 def test_a_deployment_realised_by_its_replicaset_expands_through_it(load_text):
@@ -1244,7 +1248,7 @@ def test_unknown_kinds_are_skipped_with_a_warning(load_text):
     warning = only([w for w in c.warnings if "skipped" in w])
     assert "batch/v1/Job" in warning
     assert "cert-manager.io/v1/Certificate" in warning
-    assert not c.pods  # a Job's pod template is not expanded
+    assert not c.pods_in("default")  # a Job's pod template is not expanded
 
 
 # ---------------------------------------------------------------- input forms
@@ -1377,7 +1381,7 @@ def test_later_inputs_replace_earlier_objects(load_text):
     assert c.service("shop", "web").meta.source.file.endswith("in1.yaml")
     assert only(c.service("shop", "keep").ports).port == 81
     assert only(c.service("other", "web").ports).port == 9090  # another namespace: another
-    assert len(c.services) == 3
+    assert len(c.services) == 4  # and the DNS addon's kube-system/kube-dns
 
 
 def test_files_of_a_directory_layer_in_path_order(tmp_path):
@@ -1410,7 +1414,7 @@ def test_objects_without_namespace_land_in_default(load_text):
     """,
     )
     # The two Services are one object (namespace omitted means default): replaced, not both.
-    assert [s.key for s in c.services] == ["default/s"]
+    assert [s.key for s in c.services] == ["default/s", "kube-system/kube-dns"]
     assert only(c.service("default", "s").ports).port == 81
     assert c.pod("default", "p").namespace == "default"
 
@@ -1496,7 +1500,8 @@ def test_json_dump_is_taken_as_it_is():
     # tests/data/dump/small-cluster.json: `kubectl get nodes,ns,pods,svc,endpointslices,
     # deploy,rs -A -o json` of one worker with a two-replica Deployment, one pod not ready.
     c = load([str(DATA / "dump" / "small-cluster.json")])
-    assert [n.name for n in c.nodes] == ["worker-1"] and not c.warnings
+    assert [n.name for n in c.nodes] == ["worker-1"]
+    assert only(c.warnings).startswith("the input holds no cluster DNS")  # nor kube-system
     assert c.node("worker-1").ip() == "192.168.10.11"
     pods = c.pods_in("shop")
     assert [(p.name, p.ip, p.ready) for p in pods] == [
@@ -1513,8 +1518,8 @@ def test_json_dump_is_taken_as_it_is():
         ("10.244.5.3", True),
         ("10.244.5.4", False),
     ]
-    assert only(c.pods[0].meta.source.file.split("/")[-1:]) == "small-cluster.json"
-    assert c.pods[0].meta.source.item is not None  # an item of the List
+    assert only(pods[0].meta.source.file.split("/")[-1:]) == "small-cluster.json"
+    assert pods[0].meta.source.item is not None  # an item of the List
 
 
 def _check_shop(c):
@@ -1577,8 +1582,11 @@ def test_online_boutique():
     c = load([str(REALWORLD / "online-boutique")])
     deployments = [w for w in c.workloads if w.meta.kind == "Deployment"]
     # release/kubernetes-manifests.yaml: 11 services plus the load generator, one replica each
-    assert len(deployments) == 12
-    assert Counter(p.workload for p in c.pods) == {f"Deployment/{w.name}": 1 for w in deployments}
+    assert len(deployments) == 13  # and the cluster DNS netsim adds: the demo assumes one
+    assert c.service("kube-system", "kube-dns").cluster_ips == ("10.96.0.10",)
+    deployments = [w for w in deployments if w.name != "coredns"]
+    assert Counter(p.workload for p in c.pods_in("default")) == {
+        f"Deployment/{w.name}": 1 for w in deployments}
     assert c.service("default", "frontend-external").type == "LoadBalancer"
     assert c.service("default", "frontend").type == "ClusterIP"
     assert len(c.network_policies) == 13
@@ -1606,7 +1614,8 @@ def test_istio_bookinfo():
     c = load([str(REALWORLD / "istio-bookinfo" / "bookinfo.yaml")])
     reviews = [p for p in c.pods if p.labels.get("app") == "reviews"]
     assert sorted(p.labels["version"] for p in reviews) == ["v1", "v2", "v3"]
-    assert {s.name for s in c.services} == {"details", "ratings", "reviews", "productpage"}
+    assert {s.name for s in c.services if s.namespace == "default"} == {
+        "details", "ratings", "reviews", "productpage"}
     assert only(c.service("default", "productpage").ports).port == 9080
     assert len(c.raw("ServiceAccount")) == 4
     routing = load(

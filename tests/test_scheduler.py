@@ -71,7 +71,7 @@ def test_filters(name, spec, expected):
     assert placement(cluster, name) == expected
     if "-" in expected:
         assert any("stay Pending" in w for w in cluster.warnings)
-        assert all(p.phase == "Pending" and not p.ips for p in cluster.pods)
+        assert all(p.phase == "Pending" and not p.ips for p in cluster.pods_in("default"))
 
 
 def test_unschedulable_and_not_ready_nodes_are_skipped():

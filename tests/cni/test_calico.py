@@ -75,6 +75,7 @@ def cnimd_yaml(encapsulation: str, *, third_node: bool = False, dual_stack: bool
         spec:
           cni: {{name: calico, calico: {{encapsulation: {encapsulation}}}}}
           podCIDRs: {cidrs}
+          dns: {{disabled: true}}  # the reference cluster has no cluster DNS
         ---
         """)
     six = {"node1": ("fc00::11", "fd00:10:244:1::40"), "node2": ("fc00::12", "fd00:10:244:2::")}
@@ -98,7 +99,8 @@ def cnimd_yaml(encapsulation: str, *, third_node: bool = False, dual_stack: bool
 def cnimd_cluster(
     encapsulation: str, *, third_node: bool = False, dual_stack: bool = False
 ) -> Cluster:
-    return load_yaml(cnimd_yaml(encapsulation, third_node=third_node, dual_stack=dual_stack))
+    return load_yaml(
+        cnimd_yaml(encapsulation, third_node=third_node, dual_stack=dual_stack))
 
 
 def route_lines(ns: Namespace, family: int = 4) -> list[str]:

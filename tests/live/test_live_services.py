@@ -40,13 +40,21 @@ def test_services_live(prefix, capsys):
         for p in report["probes"]:
             by_target[p["to"], p["protocol"], p["port"]].append(p)
 
+        # the fixture holds no cluster DNS: netsim adds kubeadm's (two CoreDNS pods), and
+        # every pod's query reaches one through kube-proxy's DNAT in the kernel
+        coredns = {p.key for p in load([str(CLUSTER)]).pods_in("kube-system")}
+        assert len(coredns) == 2
+        dns = by_target["svc/kube-system/kube-dns", "UDP", 53]
+        assert len(dns) == 7 and all(p["kernel"]["result"] == "delivered" for p in dns)
+        assert {p["kernel"]["answeredBy"] for p in dns} <= coredns
         # a Service without endpoints: kube-proxy's REJECT, from every pod
         empty = by_target["svc/app/empty", "TCP", 80]
-        assert len(empty) == 5 and {p["kernel"]["result"] for p in empty} == {"rejected"}
+        assert len(empty) == 7 and {p["kernel"]["result"] for p in empty} == {"rejected"}
         # the database admits the web pods only, through its Service as directly
         db = {p["from"]: p["kernel"]["result"] for p in by_target["svc/app/db", "TCP", 5432]}
         assert db == {"app/web-1": "delivered", "app/web-2": "delivered", "app/db": "dropped",
-                      "client/c1": "dropped", "client/c2": "dropped"}
+                      "client/c1": "dropped", "client/c2": "dropped",
+                      **{pod: "dropped" for pod in coredns}}
         # NodePort, externalTrafficPolicy Cluster: both nodes forward to a web pod
         for node in ("node-1", "node-2"):
             [np] = by_target[f"svc/app/web-np via node/{node}", "TCP", 30080]

@@ -31,7 +31,8 @@ def test_plan_holds_a_namespace_per_node_and_pod_plus_underlay_and_external():
     p = suite_plan()
     ids = [n.id for n in p.namespaces]
     assert ids[:4] == ["underlay", "external", "host:node-1", "host:node-2"]
-    assert sorted(ids[4:]) == sorted(f"pod:{ns}/{pod}" for ns in "xyz" for pod in "abc")
+    assert sorted(ids[4:]) == sorted([f"pod:{ns}/{pod}" for ns in "xyz" for pod in "abc"]
+                                     + [f"pod:{key}" for key in _coredns()])
 
 
 def test_pod_veths_carry_calicos_names_and_macs():
@@ -39,10 +40,13 @@ def test_pod_veths_carry_calicos_names_and_macs():
     # eth0 with the pod's own MAC, created from the node's namespace
     p = suite_plan()
     pods = [(a, b) for a, b in p.veths if b.netns.startswith("pod:")]
-    assert len(pods) == 9
+    assert len(pods) == 9 + 2  # and the CoreDNS addon's two
     for host, pod in pods:
         ns, _, name = pod.netns[4:].partition("/")
-        assert host.netns == ("host:node-2" if ns == "z" else "host:node-1")
+        if ns == "kube-system":
+            assert host.netns == f"host:{_coredns()[f'{ns}/{name}']}"
+        else:
+            assert host.netns == ("host:node-2" if ns == "z" else "host:node-1")
         assert (host.name, host.mac) == (calico_veth_name(ns, name), "ee:ee:ee:ee:ee:ee")
         assert pod.name == "eth0" and pod.mac and pod.mac != host.mac
 
@@ -184,13 +188,20 @@ def test_a_probe_agrees_when_the_kernel_took_a_predicted_path(kernel, paths, to,
 def test_pod_probes_cover_every_pair_on_every_declared_port():
     dp = build(load_inputs([base_docs()], overrides=NONE))
     probes = probe.pod_probes(dp, [80], ["TCP", "UDP"])
-    assert len(probes) == 9 * 8 * 2
+    # CoreDNS serves no port 80: it sends probes but is not a target
+    assert len(probes) == (9 * 8 + 2 * 9) * 2
     assert {(p.source_label, p.target) for p in probes if p.protocol == "UDP"} == {
-        (a, b) for a in _pods() for b in _pods() if a != b}
+        (a, b) for a in [*_pods(), *_coredns()] for b in _pods() if a != b}
 
 
 def _pods() -> list[str]:
     return [f"{ns}/{pod}" for ns in "xyz" for pod in "abc"]
+
+
+def _coredns() -> dict[str, str]:
+    """The CoreDNS addon's pods (the suite's base holds no cluster DNS) and their nodes."""
+    cluster = load_inputs([base_docs()], overrides=NONE)
+    return {p.key: p.node_name for p in cluster.pods_in("kube-system")}
 
 
 def test_service_probes_reach_cluster_ips_and_node_ports():
@@ -202,7 +213,8 @@ def test_service_probes_reach_cluster_ips_and_node_ports():
         for svc, port in (("web-np", 30080), ("db-local", 30432))
         for node, ip in (("node-1", "172.18.0.2"), ("node-2", "172.18.0.3"))}
     assert {p.source_label for p in probes if p.kind == "service"} == {
-        "app/web-1", "app/web-2", "app/db", "client/c1", "client/c2"}
+        "app/web-1", "app/web-2", "app/db", "client/c1", "client/c2",
+        *(p.key for p in dp.cluster.pods_in("kube-system"))}
 
 
 # ---------------------------------------------------------------- the CLI without root

@@ -24,6 +24,11 @@ administer-cluster/declare-network-policy.md) with the stored examples file
 shared/realworld/k8s-declare-network-policy/nginx-policy.yaml: an nginx Deployment and a
 Service on port 80 in `default`; a busybox pod reaches it; after NetworkPolicy `access-nginx`
 only pods labelled `access: "true"` do (an unlabelled busybox times out).
+
+Neither demo ships cluster DNS, so netsim adds kubeadm's CoreDNS addon (kube-system/kube-dns
+and two kube-system/coredns pods), as a real cluster running them has. The truth tables below
+cover the demo's own namespaces; the addon's pods are checked separately, and so is DNS: every
+stars policy is ingress-only, so each demo pod can still resolve names at every step.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import pytest
 from netsim.cluster import Cluster, load, load_inputs
 from netsim.model import Pod
 from netsim.reach import explain, matrix
+from netsim.reach_dns import dns_reach
 from netsim.sources import RawDoc, read_inputs
 from policies.engine import PolicySet, Verdict, evaluate
 
@@ -71,6 +77,7 @@ ROLES = {"management-ui": "ui", "backend": "backend", "frontend": "frontend",
          "client": "client"}
 NAMESPACE = {"ui": "management-ui", "backend": "stars", "frontend": "stars", "client": "client"}
 ISOLATED = ("backend", "frontend", "client")  # the pods of stars and client
+STARS_NAMESPACES = {"management-ui", "stars", "client"}  # the demo's own; not kube-system
 
 
 def _read(name: str) -> list[RawDoc]:
@@ -122,8 +129,13 @@ def role_of(pod: Pod) -> str:
     return ROLES[pod.labels["role"]]
 
 
+def demo_pods(cluster: Cluster) -> list[Pod]:
+    """The demo's pods, without the CoreDNS addon netsim adds in kube-system."""
+    return [p for p in cluster.pods if p.namespace in STARS_NAMESPACES]
+
+
 def stars_pod(cluster: Cluster, who: str) -> Pod:
-    (found,) = [p for p in cluster.pods if role_of(p) == who]
+    (found,) = [p for p in demo_pods(cluster) if role_of(p) == who]
     assert found.namespace == NAMESPACE[who]
     return found
 
@@ -153,8 +165,12 @@ def allowing_rules(v: Verdict) -> set[str]:
 
 def test_stars_manifests_as_the_page_describes(stars) -> None:
     c = stars("apps")
-    assert sorted(p.key.rsplit("-", 2)[0] for p in c.pods) == [
+    assert sorted(p.key.rsplit("-", 2)[0] for p in demo_pods(c)) == [
         "client/client", "management-ui/management-ui", "stars/backend", "stars/frontend"]
+    # The demo ships no cluster DNS: the rest is kubeadm's CoreDNS addon (2 replicas).
+    assert sorted(p.key.rsplit("-", 2)[0] for p in c.pods if p not in demo_pods(c)) == [
+        "kube-system/coredns", "kube-system/coredns"]
+    assert any("no cluster DNS" in w for w in c.warnings)
     assert all(p.phase == "Running" and p.ip for p in c.pods)
     labels = {n.name: n.labels.get("role") for n in c.namespaces}
     assert (labels["management-ui"], labels["client"], labels["stars"]) == (
@@ -174,7 +190,7 @@ def test_stars_manifests_as_the_page_describes(stars) -> None:
 @pytest.mark.parametrize("step", STEPS)
 def test_stars_matrix_at_each_step(stars, step: str, port: int, protocol: str) -> None:
     c = stars(step)
-    m = matrix(c, port, protocol)
+    m = matrix(c, port, protocol, namespaces=STARS_NAMESPACES)
     who = [role_of(p) for p in m.pods]
     assert sorted(who) == ["backend", "client", "frontend", "ui"]
     want = np.array([[stars_expected(step, s, d, port, protocol) for d in who] for s in who])
@@ -271,6 +287,25 @@ def test_stars_ui_view_after_each_step(stars) -> None:
     assert edges == {"apps": every, "default-deny": set(), "allow-ui": set(),
                      "backend-policy": {("frontend", "backend")},
                      "frontend-policy": {("frontend", "backend"), ("client", "frontend")}}
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_stars_pods_resolve_dns_at_each_step(stars, step: str) -> None:
+    # Every stars policy (default-deny, allow-ui, backend-policy, frontend-policy) has no
+    # policyTypes and no egress section, so its policyTypes is [Ingress]: no demo pod is ever
+    # egress-isolated. CoreDNS runs in kube-system, which no policy selects. So each demo pod
+    # reaches CoreDNS on UDP and TCP 53 at every step, the policies notwithstanding.
+    c = stars(step)
+    _, rows = dns_reach(c, tuple(demo_pods(c)))
+    assert sorted(r.pod.split("/")[0] for r in rows) == [
+        "client", "management-ui", "stars", "stars"]
+    assert all((r.udp, r.tcp, r.reason) == (True, True, "allowed") for r in rows), rows
+    (coredns, *_) = [p for p in c.pods if p.namespace == "kube-system"]
+    for who in ROLES.values():
+        for protocol in ("UDP", "TCP"):
+            v = explain(c, stars_pod(c, who), coredns, 53, protocol)
+            assert v.allowed, (step, who, protocol)
+            assert (v.egress.decided_by, v.ingress.decided_by) == ("default", "default")
 
 
 # ------------------------------------------------------------------ declare network policy
@@ -395,7 +430,7 @@ def test_access_true_busybox_gets_through() -> None:
 
 def test_nginx_matrix_on_80() -> None:
     c = nginx_cluster(with_policy=True)
-    m = matrix(c, 80, "TCP")
+    m = matrix(c, 80, "TCP", namespaces={"default"})  # the task's pods, not the CoreDNS addon
     names = ["nginx" if p.name.startswith("nginx-") else p.name for p in m.pods]
     assert names == ["busybox", "busybox-access", "nginx"]
     got = m.dense()

@@ -126,10 +126,11 @@ spec:
 """
 
 
-def tiny(extra: str = "", *, dr: bool = True, vs: bool = True) -> Cluster:
-    """TINY with the web DestinationRule and VirtualService unless the test brings its own."""
+def tiny(extra: str = "", *, dr: bool = True, vs: bool = True, dns: bool = True) -> Cluster:
+    """TINY with the web DestinationRule and VirtualService unless the test brings its own;
+    dns=False leaves out the CoreDNS addon (kube-dns at 10.96.0.10) for tables of TINY alone."""
     docs = [TINY] + [DR_WEB] * dr + [VS_WEB] * vs + [extra] * bool(extra)
-    return load_yaml("---\n".join(docs), overrides={"mesh": True})
+    return load_yaml("---\n".join(docs), overrides={"mesh": True, "dns_addon": dns})
 
 
 # ---------------------------------------------------------------- protocol selection
@@ -177,9 +178,19 @@ def test_listeners_of_a_sidecar():
     tcp = names["10.96.0.30_6379"]  # TCP ports: <ClusterIP>_<port> with tcp_proxy
     assert [(c.protocol, c.cluster) for c in tcp.chains] == [
         ("tcp", "outbound|6379||redis.db.svc.cluster.local")]
+    # the CoreDNS addon's kube-dns: dns-tcp on 53 is TCP (Istio's well-known port, no
+    # sniffing), metrics on 9153 has no protocol prefix and is sniffed (HTTP route, TCP default)
+    dns = names["10.96.0.10_53"]
+    assert [(c.protocol, c.cluster) for c in dns.chains] == [
+        ("tcp", "outbound|53||kube-dns.kube-system.svc.cluster.local")]
+    metrics = names["10.96.0.10_9153"]
+    assert [(c.protocol, c.route_config or c.cluster) for c in metrics.chains] == [
+        ("http", "kube-dns.kube-system.svc.cluster.local:9153"),
+        ("tcp", "outbound|9153||kube-dns.kube-system.svc.cluster.local")]
     inbound = names["virtualInbound"]
     assert (inbound.address, inbound.port) == ("0.0.0.0", 15006)
-    assert {lst.port for lst in cfg.listeners} == {15001, 80, 6379, 15006, 15021, 15090}
+    assert {lst.port for lst in cfg.listeners} == {15001, 53, 80, 6379, 9153, 15006, 15021,
+                                                   15090}
 
 
 def test_registry_only_sends_unknown_traffic_to_the_blackhole():

@@ -83,41 +83,47 @@ TINY_ENDPOINTS = (
     'unix://./var/run/secrets/workload-spiffe-uds/socket     HEALTHY     OK                sds-grpc\n'
 )
 
+# Bookinfo's published manifests on a real cluster run beside CoreDNS, whose kube-dns Service
+# (53/UDP skipped, 53/TCP, 9153/TCP) gets outbound clusters and, as 9153 is sniffed, an RDS
+# route named <fqdn>:<port> with domains "*", as istioctl prints them for kube-dns.
 BOOKINFO_CLUSTERS = (
-    'SERVICE FQDN                              PORT     SUBSET          DIRECTION     TYPE             DESTINATION RULE\n'
-    '                                          9080     -               inbound       ORIGINAL_DST     \n'
-    'BlackHoleCluster                          -        -               -             STATIC           \n'
-    'InboundPassthroughCluster                 -        -               -             ORIGINAL_DST     \n'
-    'PassthroughCluster                        -        -               -             ORIGINAL_DST     \n'
-    'agent                                     -        -               -             STATIC           \n'
-    'details.default.svc.cluster.local         9080     -               outbound      EDS              details.default\n'
-    'details.default.svc.cluster.local         9080     v1              outbound      EDS              details.default\n'
-    'details.default.svc.cluster.local         9080     v2              outbound      EDS              details.default\n'
-    'productpage.default.svc.cluster.local     9080     -               outbound      EDS              productpage.default\n'
-    'productpage.default.svc.cluster.local     9080     v1              outbound      EDS              productpage.default\n'
-    'prometheus_stats                          -        -               -             STATIC           \n'
-    'ratings.default.svc.cluster.local         9080     -               outbound      EDS              ratings.default\n'
-    'ratings.default.svc.cluster.local         9080     v1              outbound      EDS              ratings.default\n'
-    'ratings.default.svc.cluster.local         9080     v2              outbound      EDS              ratings.default\n'
-    'ratings.default.svc.cluster.local         9080     v2-mysql        outbound      EDS              ratings.default\n'
-    'ratings.default.svc.cluster.local         9080     v2-mysql-vm     outbound      EDS              ratings.default\n'
-    'reviews.default.svc.cluster.local         9080     -               outbound      EDS              reviews.default\n'
-    'reviews.default.svc.cluster.local         9080     v1              outbound      EDS              reviews.default\n'
-    'reviews.default.svc.cluster.local         9080     v2              outbound      EDS              reviews.default\n'
-    'reviews.default.svc.cluster.local         9080     v3              outbound      EDS              reviews.default\n'
-    'sds-grpc                                  -        -               -             STATIC           \n'
-    'xds-grpc                                  -        -               -             STATIC           \n'
+    'SERVICE FQDN                               PORT     SUBSET          DIRECTION     TYPE             DESTINATION RULE\n'
+    '                                           9080     -               inbound       ORIGINAL_DST     \n'
+    'BlackHoleCluster                           -        -               -             STATIC           \n'
+    'InboundPassthroughCluster                  -        -               -             ORIGINAL_DST     \n'
+    'PassthroughCluster                         -        -               -             ORIGINAL_DST     \n'
+    'agent                                      -        -               -             STATIC           \n'
+    'details.default.svc.cluster.local          9080     -               outbound      EDS              details.default\n'
+    'details.default.svc.cluster.local          9080     v1              outbound      EDS              details.default\n'
+    'details.default.svc.cluster.local          9080     v2              outbound      EDS              details.default\n'
+    'kube-dns.kube-system.svc.cluster.local     53       -               outbound      EDS              \n'
+    'kube-dns.kube-system.svc.cluster.local     9153     -               outbound      EDS              \n'
+    'productpage.default.svc.cluster.local      9080     -               outbound      EDS              productpage.default\n'
+    'productpage.default.svc.cluster.local      9080     v1              outbound      EDS              productpage.default\n'
+    'prometheus_stats                           -        -               -             STATIC           \n'
+    'ratings.default.svc.cluster.local          9080     -               outbound      EDS              ratings.default\n'
+    'ratings.default.svc.cluster.local          9080     v1              outbound      EDS              ratings.default\n'
+    'ratings.default.svc.cluster.local          9080     v2              outbound      EDS              ratings.default\n'
+    'ratings.default.svc.cluster.local          9080     v2-mysql        outbound      EDS              ratings.default\n'
+    'ratings.default.svc.cluster.local          9080     v2-mysql-vm     outbound      EDS              ratings.default\n'
+    'reviews.default.svc.cluster.local          9080     -               outbound      EDS              reviews.default\n'
+    'reviews.default.svc.cluster.local          9080     v1              outbound      EDS              reviews.default\n'
+    'reviews.default.svc.cluster.local          9080     v2              outbound      EDS              reviews.default\n'
+    'reviews.default.svc.cluster.local          9080     v3              outbound      EDS              reviews.default\n'
+    'sds-grpc                                   -        -               -             STATIC           \n'
+    'xds-grpc                                   -        -               -             STATIC           \n'
 )
 
 BOOKINFO_ROUTES = (
-    'NAME     VHOST NAME                                     DOMAINS                                                             MATCH                  VIRTUAL SERVICE\n'
-    '9080     details.default.svc.cluster.local:9080         details.default.svc.cluster.local., details + 2 more...             /*                     \n'
-    '9080     productpage.default.svc.cluster.local:9080     productpage.default.svc.cluster.local., productpage + 2 more...     /*                     \n'
-    '9080     ratings.default.svc.cluster.local:9080         ratings.default.svc.cluster.local., ratings + 2 more...             /*                     \n'
-    '9080     reviews.default.svc.cluster.local:9080         reviews.default.svc.cluster.local., reviews + 2 more...             /*                     reviews.default\n'
-    '9080     reviews.default.svc.cluster.local:9080         reviews.default.svc.cluster.local., reviews + 2 more...             /*                     reviews.default\n'
-    '         backend                                        *                                                                   /healthz/ready*        \n'
-    '         backend                                        *                                                                   /stats/prometheus*     \n'
+    'NAME                                            VHOST NAME                                      DOMAINS                                                             MATCH                  VIRTUAL SERVICE\n'
+    '9080                                            details.default.svc.cluster.local:9080          details.default.svc.cluster.local., details + 2 more...             /*                     \n'
+    '9080                                            productpage.default.svc.cluster.local:9080      productpage.default.svc.cluster.local., productpage + 2 more...     /*                     \n'
+    '9080                                            ratings.default.svc.cluster.local:9080          ratings.default.svc.cluster.local., ratings + 2 more...             /*                     \n'
+    '9080                                            reviews.default.svc.cluster.local:9080          reviews.default.svc.cluster.local., reviews + 2 more...             /*                     reviews.default\n'
+    '9080                                            reviews.default.svc.cluster.local:9080          reviews.default.svc.cluster.local., reviews + 2 more...             /*                     reviews.default\n'
+    'kube-dns.kube-system.svc.cluster.local:9153     kube-dns.kube-system.svc.cluster.local:9153     *                                                                   /*                     \n'
+    '                                                backend                                         *                                                                   /healthz/ready*        \n'
+    '                                                backend                                         *                                                                   /stats/prometheus*     \n'
 )
 
 
@@ -126,12 +132,12 @@ BOOKINFO_ROUTES = (
     ("endpoints", TINY_ENDPOINTS),
 ])
 def test_golden_tables_for_a_small_mesh(section, golden):
-    c = tiny()
+    c = tiny(dns=False)  # the tables hold TINY's objects alone
     assert_same(render_text(sidecar_config(c, c.pod("demo", "web-v1")), section), golden)
 
 
 def test_all_prints_the_four_tables_apart():
-    c = tiny()
+    c = tiny(dns=False)
     text = render_text(sidecar_config(c, c.pod("demo", "web-v1")))
     assert_same(text, "\n".join((TINY_CLUSTERS, TINY_LISTENERS, TINY_ROUTES, TINY_ENDPOINTS)))
 
