@@ -41,8 +41,12 @@ def lookup(dp: Dataplane, origin: str, source_ip: str, name: str, family: int = 
         t = walk(dp, query, origin, seed=seed)
         hops += [replace(h, direction=DNS) for h in t.hops]
         if t.result != "delivered":
+            # the result's probability is the lookup's: every CoreDNS path that fails
+            every = walk(dp, query, origin, mode="all")
+            failing = sum(b.probability for b in every.branches or (every,)
+                          if b.result != "delivered")
             fail = Trace(t.result, "dns-failed", f"the DNS query to {res.nameserver}:53/UDP "
-                         f"never got an answer: {t.reason}: {t.detail}", None, t.probability,
+                         f"never got an answer: {t.reason}: {t.detail}", None, failing,
                          tuple(hops), query)
             return (), tuple(hops), fail
     elif res.nameserver:

@@ -184,6 +184,7 @@ def test_default_deny_egress_cuts_the_added_dns_and_the_docs_rule_restores_it(
     assert code == 1
     assert lines[2].startswith("result: dropped (dns-failed): the DNS query to "
                                "10.100.0.10:53/UDP never got an answer: policy-denied")
+    assert lines[2].endswith("(p=1.0000)")  # the query fails whichever CoreDNS pod it meets
     allow = ["-f", str(DNS_DATA / "allow-dns.yaml")]
     code, lines = _trace(capsys, "-f", app_file, *deny, *allow, "--cni", cni, "--from",
                          "app/client", "--to", "web:80")
