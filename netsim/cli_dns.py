@@ -26,8 +26,8 @@ def register(sub: Any, cluster: argparse.ArgumentParser) -> None:
                    "(its search list and ndots); without it the name is asked as given")
     p.add_argument("-t", "--type", dest="qtype", type=str.upper, choices=QTYPES,
                    help="record type (default A; PTR for an address)")
-    p.add_argument("--dns-policy", choices=CLI_DNS_POLICIES, help="the pod's dnsPolicy "
-                   "(netsim's model does not keep it: default ClusterFirst)")
+    p.add_argument("--dns-policy", choices=CLI_DNS_POLICIES, help="instead of the pod's own "
+                   "spec.dnsPolicy (a what-if)")
     p.add_argument("-o", "--output", choices=OUTPUTS, default="text",
                    help="text (nslookup-like, with the search path), json, or short "
                    "(as dig +short)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from netsim.dns_records import QTYPES, STATUSES, Answer, Record, answer
 from netsim.dns_server import CoreDnsConfig, DnsPort, DnsService, dns_service
 from netsim.errors import InputError
-from netsim.model import Pod
+from netsim.model import DNS_POLICIES, Pod, PodDnsConfig
 
 __all__ = [
     "QTYPES",
@@ -34,20 +34,10 @@ __all__ = [
     "search_candidates",
 ]
 
-DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 KUBELET_NDOTS = 5  # kubelet writes `options ndots:5` for ClusterFirst pods
 GLIBC_NDOTS = 1  # resolv.conf(5): the default for n is 1
 NDOTS_CAP = 15  # resolv.conf(5): "silently capped to 15"
 _LABEL = re.compile(r"^[a-z0-9_*]([-a-z0-9_*]*[a-z0-9_*])?$")
-
-
-@dataclass(frozen=True, slots=True)
-class PodDnsConfig:
-    """A pod's spec.dnsConfig: merged into what its dnsPolicy gives (None: it is all there is)."""
-
-    nameservers: tuple[str, ...] = ()
-    searches: tuple[str, ...] = ()
-    options: tuple[tuple[str, str | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +101,8 @@ def resolve(cluster, name: str, qtype: str = "A", from_pod: Pod | str | None = N
     """Resolve `name` as `from_pod` would (glibc's search over its resolv.conf), or, without a
     pod, ask the cluster DNS for the name exactly as given (as dig does: no search list).
 
-    An address with qtype PTR is turned into its in-addr.arpa / ip6.arpa name. netsim's model
-    keeps no dnsPolicy or dnsConfig: pass them to override the ClusterFirst assumption.
+    An address with qtype PTR is turned into its in-addr.arpa / ip6.arpa name. The pod's own
+    dnsPolicy and dnsConfig apply unless `dns_policy` / `dns_config` override them.
     Raises InputError for a malformed name, an unknown type or an unknown pod.
     """
     qtype = _qtype(qtype)
@@ -187,10 +177,9 @@ def resolv_conf(cluster, pod: Pod, *, dns_policy: str | None = None,
         raise InputError(f"unknown dnsPolicy {dns_policy!r}; one of {', '.join(DNS_POLICIES)}",
                          obj=f"Pod {pod.key}", field="spec.dnsPolicy")
     notes = []
-    policy = dns_policy or "ClusterFirst"
-    if dns_policy is None:
-        notes.append("netsim's model keeps no dnsPolicy or dnsConfig: assuming ClusterFirst, "
-                     "the default")
+    policy = dns_policy or pod.spec.dns_policy
+    if dns_config is None:
+        dns_config = pod.spec.dns_config
     effective = policy
     if policy == "ClusterFirst" and pod.host_network:
         effective = "Default"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netsim.errors import Source
 from netsim.fields import EMPTY, FrozenDict
@@ -225,6 +225,18 @@ class NodeSelectorTerm:
     match_fields: tuple[Requirement, ...] = ()  # only metadata.name is supported upstream
 
 
+DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+
+
+@dataclass(frozen=True, slots=True)
+class PodDnsConfig:
+    """A pod's spec.dnsConfig: merged into what its dnsPolicy gives (None: it is all there is)."""
+
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[tuple[str, str | None], ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class PodTemplate:
     """What a controller stamps out: labels, annotations and the pod spec."""
@@ -240,6 +252,9 @@ class PodTemplate:
     service_account: str = "default"
     hostname: str | None = None
     subdomain: str | None = None
+    # out of repr, so that templates without them keep their pod-template-hash
+    dns_policy: str = field(default="ClusterFirst", repr=False)
+    dns_config: PodDnsConfig | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,9 @@ adding a default-deny egress.
 
 Evaluated at the policy level (policies.engine), like `netsim reach`, for every pod and every
 CoreDNS endpoint; a pod resolves over a protocol when at least one CoreDNS pod is reachable
-(the Service's load balancing will pick among them). Pods with dnsPolicy Default use the
-node's resolver and are reported as such.
+(the Service's load balancing will pick among them). Pods whose resolv.conf points elsewhere
+(dnsPolicy Default, hostNetwork without ClusterFirstWithHostNet, a dnsConfig nameserver) are
+reported as such.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netsim.cluster import Cluster
-from netsim.dns import dns_service
+from netsim.dns import dns_service, resolv_conf
 from netsim.model import Pod
 from policies.engine import PolicySet, evaluate
 
@@ -50,15 +51,26 @@ def dns_reach(cluster: Cluster, pods: tuple[Pod, ...] | None = None,
     out = []
     cache: dict[tuple, DnsReach] = {}
     for pod in pods:
-        if pod.host_network:
-            out.append(DnsReach(pod.key, True, True, "hostNetwork: the node's resolver"))
+        conf = resolv_conf(cluster, pod, server=server)
+        if not conf.nameservers or conf.nameservers[0] not in server.cluster_ips:
+            out.append(DnsReach(pod.key, True, True, _elsewhere(pod, conf)))
             continue
-        key = (pod.namespace, pod.labels, pod.node_name)
+        key = (pod.namespace, pod.labels, pod.node_name, pod.host_network)
         found = cache.get(key)
         if found is None:
             found = cache[key] = _reach(ps, pod, targets)
         out.append(DnsReach(pod.key, found.udp, found.tcp, found.reason))
     return label, tuple(out)
+
+
+def _elsewhere(pod: Pod, conf) -> str:
+    """Why a pod's queries do not go to the cluster DNS (so its policy does not matter here)."""
+    if not conf.nameservers:
+        why = "hostNetwork, dnsPolicy ClusterFirst" if pod.host_network and \
+            conf.dns_policy == "Default" and pod.spec.dns_policy != "Default" else \
+            f"dnsPolicy {conf.dns_policy}"
+        return f"{why}: the node's resolver"
+    return f"dnsConfig nameserver {conf.nameservers[0]}: not the cluster DNS"
 
 
 def _reach(ps: PolicySet, pod: Pod, targets: list[Pod]) -> DnsReach:

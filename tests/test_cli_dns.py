@@ -33,7 +33,7 @@ def test_text_is_an_nslookup_block_then_the_search_path(capsys):
         "  web.app.app.svc.cluster.local.  NXDOMAIN",
         "  web.app.svc.cluster.local.      NOERROR: A 10.96.0.80",
     ]
-    assert "note: netsim's model keeps no dnsPolicy" in out
+    assert "note: kubelet also appends the node's own search domains" in out
 
 
 def test_nxdomain_exits_1(capsys):

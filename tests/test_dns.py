@@ -287,7 +287,7 @@ def test_cluster_first_resolv_conf(cluster):
         ("10.96.0.10",), SEARCH, 5, "ClusterFirst")
     assert conf.text() == ("search app.svc.cluster.local svc.cluster.local cluster.local\n"
                            "nameserver 10.96.0.10\noptions ndots:5\n")
-    assert any("assuming ClusterFirst" in n for n in conf.notes)
+    assert not any("dnsPolicy" in n for n in conf.notes)  # the pod's own: the default
 
 
 def test_host_network_pod_falls_back_to_default(cluster):

@@ -36,7 +36,7 @@ def test_dns_under_egress_policy(overlays, udp, tcp):
     assert (client.udp, client.tcp) == (udp, tcp)
     if not udp:
         assert "NetworkPolicy app/default-deny-egress" in client.reason
-    assert rows["app/hostnet"].reason == "hostNetwork: the node's resolver"
+    assert rows["app/hostnet"].reason == "hostNetwork, dnsPolicy ClusterFirst: the node's resolver"
 
 
 def test_cli_table_and_json(capsys):
@@ -50,7 +50,7 @@ def test_cli_table_and_json(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["dns"]["pods"]["app/client"]["udp"] is False
     assert data["dns"]["pods"]["app/hostnet"] == {"udp": True, "tcp": True,
-                                                  "reason": "hostNetwork: the node's resolver"}
+                                                  "reason": "hostNetwork, dnsPolicy ClusterFirst: the node's resolver"}
 
 
 def test_explain_to_a_service_name_explains_each_endpoint_at_its_target_port(capsys):

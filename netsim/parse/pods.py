@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from netsim.fields import EMPTY, Fields, FrozenDict
+from netsim.fields import DNS1123_SUBDOMAIN, EMPTY, Fields, FrozenDict
 from netsim.model import (
+    DNS_POLICIES,
     PROTOCOLS,
     TCP,
     Container,
@@ -13,6 +14,7 @@ from netsim.model import (
     NodeAddress,
     NodeSelectorTerm,
     Pod,
+    PodDnsConfig,
     PodTemplate,
     Taint,
     Toleration,
@@ -27,6 +29,8 @@ from netsim.parse.meta import (
 )
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# pkg/apis/core/validation: MaxDNSNameservers, MaxDNSSearchPaths, MaxDNSSearchListChars
+MAX_DNS_NAMESERVERS, MAX_DNS_SEARCH_PATHS, MAX_DNS_SEARCH_CHARS = 3, 32, 2048
 NODE_ADDRESS_TYPES = ("Hostname", "InternalIP", "ExternalIP", "InternalDNS", "ExternalDNS")
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
@@ -116,7 +120,44 @@ def parse_pod_spec(spec: Fields, labels: FrozenDict, annotations: FrozenDict) ->
         or "default",
         hostname=spec.str("hostname"),
         subdomain=spec.str("subdomain"),
+        dns_policy=spec.enum("dnsPolicy", DNS_POLICIES, default="ClusterFirst"),
+        dns_config=_dns_config(spec),
     )
+
+
+def _dns_config(spec: Fields) -> PodDnsConfig | None:
+    """spec.dnsConfig, validated as the API server does (validatePodDNSConfig)."""
+    none = spec.data.get("dnsPolicy") == "None"
+    config = spec.opt_sub("dnsConfig")
+    if config is None:
+        if none:
+            raise spec.error("dnsConfig", "must provide `dnsConfig` when `dnsPolicy` is None")
+        return None
+    nameservers = config.ip_list("nameservers")
+    if none and not nameservers:
+        raise config.error("nameservers", "must provide at least one DNS nameserver when "
+                           "`dnsPolicy` is None")
+    if len(nameservers) > MAX_DNS_NAMESERVERS:
+        raise config.error("nameservers", f"must not have more than {MAX_DNS_NAMESERVERS} "
+                           f"nameservers: {', '.join(nameservers)}")
+    searches = config.str_list("searches")
+    if len(searches) > MAX_DNS_SEARCH_PATHS:
+        raise config.error("searches", f"must not have more than {MAX_DNS_SEARCH_PATHS} "
+                           "search paths")
+    if len(" ".join(searches)) > MAX_DNS_SEARCH_CHARS:
+        raise config.error("searches", f"must not have more than {MAX_DNS_SEARCH_CHARS} "
+                           "characters (including spaces) in the search list")
+    for i, search in enumerate(searches):
+        bare = search.removesuffix(".")
+        if search != "." and (len(bare) > 253 or not DNS1123_SUBDOMAIN.match(bare)):
+            raise config.error(f"searches[{i}]", f"must be a lowercase DNS name, got {search!r}")
+    options = []
+    for option in config.items("options"):
+        value = option.data.get("value")
+        options.append((option.str("name", required=True),
+                        None if value is None else option.str("value")))
+    return PodDnsConfig(nameservers, tuple(s.removesuffix(".") or "." for s in searches),
+                        tuple(options))
 
 
 def _container(c: Fields) -> Container:
