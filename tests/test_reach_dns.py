@@ -49,8 +49,9 @@ def test_cli_table_and_json(capsys):
     assert main([*args, "-o", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["dns"]["pods"]["app/client"]["udp"] is False
-    assert data["dns"]["pods"]["app/hostnet"] == {"udp": True, "tcp": True,
-                                                  "reason": "hostNetwork, dnsPolicy ClusterFirst: the node's resolver"}
+    assert data["dns"]["pods"]["app/hostnet"] == {
+        "udp": True, "tcp": True,
+        "reason": "hostNetwork, dnsPolicy ClusterFirst: the node's resolver"}
 
 
 def test_explain_to_a_service_name_explains_each_endpoint_at_its_target_port(capsys):
