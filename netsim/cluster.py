@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
@@ -95,6 +96,14 @@ class Cluster:
     def raw(self, kind: str) -> tuple[RawObject, ...]:
         """Objects of one kind that netsim keeps raw (CNI, mesh and admin policy resources)."""
         return self._lookup("raw").get(kind, ())
+
+    def derived(self, name: str, build: Callable[[Cluster], Any]) -> Any:
+        """What `build(cluster)` returns, built once per cluster: a table another module
+        derives from the model (the DNS server, say), which traces would otherwise rebuild."""
+        key = ("derived", name)
+        if key not in self._index:
+            self._index[key] = build(self)
+        return self._index[key]
 
 
 def _group(items: Any, key: Any) -> dict:

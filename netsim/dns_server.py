@@ -97,6 +97,10 @@ class DnsService:
 
 def dns_service(cluster) -> DnsService:
     """The cluster's DNS Service: from the manifests, or the kubeadm-style one netsim assumes."""
+    return cluster.derived("dns_service", _dns_service)
+
+
+def _dns_service(cluster) -> DnsService:
     config = corefile_config(cluster)
     notes: list[str] = []
     domain = cluster.settings.cluster_domain

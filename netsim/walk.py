@@ -144,12 +144,12 @@ class Walker:
         if ruleset is None:
             return [(c, None)]
         table = dict(c.conntrack).get(c.netns, netfilter.ConntrackTable())
-        ctx = replace(st.contexts[fam], conntrack=table, seed=self.rng.randrange(1 << 30))
+        ctx = st.contexts[fam].evolve(conntrack=table, seed=self.rng.randrange(1 << 30))
         pkt = c.nf or _nf_packet(c.packet, c.in_iface)
         if out_iface is not None:
             pkt = replace(pkt, out_iface=out_iface)
         if c.uid is not None and hooks[0] in ("OUTPUT", "POSTROUTING"):
-            ctx = replace(ctx, uid=c.uid, gid=c.uid)
+            ctx = ctx.evolve(uid=c.uid, gid=c.uid)
         branches = netfilter.traverse(ruleset, pkt, hooks, ctx,
                                       mode="all" if self.mode == "all" else "sample")
         out = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -161,6 +162,10 @@ _LOOPBACK = (parse_net("127.0.0.0/8"), parse_net("::1/128"))
 _MULTICAST = (parse_net("224.0.0.0/4"), parse_net("ff00::/8"))
 
 
+# the Context fields its __post_init__ parses into _local and _broadcast
+_PARSED = frozenset({"local_addresses", "interfaces", "broadcast_addresses"})
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """Node facts the matches need and the state carried from earlier traces.
@@ -209,6 +214,16 @@ class Context:
         object.__setattr__(self, "_local", (hosts, prefixes))
         bcast = {(4, 0xFFFFFFFF)} | {(family_of(a), ip_to_int(a)) for a in self.broadcast_addresses}
         object.__setattr__(self, "_broadcast", frozenset(bcast))
+
+    def evolve(self, **changes: object) -> Context:
+        """A copy with per-packet fields changed (conntrack, seed, uid), keeping the parsed
+        local addresses that `replace` would parse again for every packet."""
+        new = copy.copy(self)
+        for name, value in changes.items():
+            if name.startswith("_") or name in _PARSED:
+                raise ValueError(f"{name} is derived from the addresses: use replace()")
+            object.__setattr__(new, name, value)
+        return new
 
     def primary_address(self, iface: str | None) -> str | None:
         """The address MASQUERADE and REDIRECT use for an interface."""
