@@ -60,7 +60,9 @@ def _inputs_of(path: str, stdin: Any) -> Iterator[Iterator[RawDoc]]:
         return
     p = Path(path)
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.suffix in MANIFEST_SUFFIXES and f.is_file())
+        # hidden folders and files (.git, .github/workflows) hold no cluster's manifests
+        files = sorted(f for f in p.rglob("*") if f.suffix in MANIFEST_SUFFIXES and f.is_file()
+                       and not any(part.startswith(".") for part in f.relative_to(p).parts))
         if not files:
             raise InputError("directory holds no .yaml, .yml or .json files",
                              source=Source(str(p)))

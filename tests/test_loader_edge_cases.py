@@ -137,3 +137,49 @@ def test_kube_proxy_skips_load_balancer_ips_in_proxy_mode():
     assert service_ports(cluster)[0].lb_ips == ()
     vip = load_yaml(LB_STATUS.replace("INGRESS", "{ip: 203.0.113.9}"))
     assert service_ports(vip)[0].lb_ips == ("203.0.113.9",)
+
+
+# ---------------------------------------------------------------- session-1 validation gaps
+
+SVC = """
+apiVersion: v1
+kind: Service
+metadata: {{name: s, namespace: a}}
+spec:
+  selector: {{app: s}}
+  ports: [{{port: 80}}]
+{spec}
+"""
+DUAL = config("podCIDRs: [10.244.0.0/16, 'fd00:10:244::/56']\n"
+              "serviceCIDRs: [10.96.0.0/12, 'fd00:10:96::/112']")
+
+
+@pytest.mark.parametrize(("spec", "given"), [
+    ("  ipFamilyPolicy: SingleStack\n  clusterIP: 10.96.0.20\n"
+     "  clusterIPs: [10.96.0.20, 'fd00:10:96::20']", "clusterIPs holds two addresses"),
+    ("  ipFamilyPolicy: SingleStack\n  ipFamilies: [IPv4, IPv6]",
+     "ipFamilies holds two families"),
+])
+def test_single_stack_refuses_two_families(spec, given):
+    # The API server's allocator refuses a SingleStack Service with two addresses or families.
+    with pytest.raises(InputError, match=f"spec.ipFamilyPolicy: must be RequireDualStack or "
+                                         f"PreferDualStack when {given}"):
+        load_yaml(DUAL + SVC.format(spec=spec))
+
+
+def test_load_balancer_source_ranges_are_trimmed():
+    # GetLoadBalancerSourceRanges trims each entry: " 10.0.0.0/8 " is 10.0.0.0/8.
+    c = load_yaml(SVC.format(spec="  type: LoadBalancer\n"
+                                  "  loadBalancerSourceRanges: [' 10.0.0.0/8 ', 192.0.2.0/24]"))
+    assert c.service("a", "s").load_balancer_source_ranges == ("10.0.0.0/8", "192.0.2.0/24")
+
+
+def test_a_directory_skips_hidden_folders_and_files(tmp_path):
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "ci.yaml").write_text("on: push\njobs: {}\n")
+    (tmp_path / ".hidden.yaml").write_text("not: a manifest\n")
+    (tmp_path / "svc.yaml").write_text(SVC.format(spec=""))
+    from netsim.cluster import load
+
+    c = load([str(tmp_path)])
+    assert c.service("a", "s") is not None

@@ -38,6 +38,13 @@ def parse_service(f: Fields) -> Service:
     for ip, fam in zip(cluster_ips, families, strict=False):
         if family(ip) != fam:
             raise spec.error("clusterIPs", f"{ip} does not match ipFamilies {list(families)}")
+    policy = spec.enum("ipFamilyPolicy", FAMILY_POLICIES)
+    if policy == "SingleStack" and (len(cluster_ips) == 2 or len(families) == 2):
+        # the API server's allocator refuses these (registry/core/service initIPFamilyFields)
+        given = "clusterIPs holds two addresses" if len(cluster_ips) == 2 else \
+            "ipFamilies holds two families"
+        raise spec.error("ipFamilyPolicy", f"must be RequireDualStack or PreferDualStack when "
+                         f"{given}")
     external_ips = spec.ip_list("externalIPs")
     # service.ExternallyAccessible: NodePort, LoadBalancer, or ClusterIP with externalIPs;
     # SetDefaults_Service gives exactly those externalTrafficPolicy Cluster (core/v1/defaults.go)
@@ -75,7 +82,7 @@ def parse_service(f: Fields) -> Service:
         cluster_ips=cluster_ips,
         headless=headless,
         ip_families=families,
-        ip_family_policy=spec.enum("ipFamilyPolicy", FAMILY_POLICIES),
+        ip_family_policy=policy,
         external_name=external_name if svc_type == "ExternalName" else None,
         external_ips=external_ips,
         session_affinity=affinity,
@@ -84,7 +91,7 @@ def parse_service(f: Fields) -> Service:
         internal_traffic_policy=spec.enum("internalTrafficPolicy", ("Cluster", "Local"),
                                           default="Cluster"),
         load_balancer_ip=spec.ip("loadBalancerIP") if spec.data.get("loadBalancerIP") else None,
-        load_balancer_source_ranges=spec.cidr_list("loadBalancerSourceRanges"),
+        load_balancer_source_ranges=_source_ranges(spec),
         load_balancer_ingress=tuple(lb_ingress),
         load_balancer_hostnames=tuple(lb_hostnames),
         load_balancer_proxied=tuple(lb_proxied),
@@ -94,6 +101,13 @@ def parse_service(f: Fields) -> Service:
         allocate_load_balancer_node_ports=spec.bool("allocateLoadBalancerNodePorts",
                                                     default=True),
     )
+
+
+def _source_ranges(spec: Fields) -> tuple[str, ...]:
+    """loadBalancerSourceRanges, each trimmed of spaces as the API server and kube-proxy do
+    (service util GetLoadBalancerSourceRanges: strings.TrimSpace)."""
+    return tuple(spec.cidr(f"loadBalancerSourceRanges[{i}]", v.strip())
+                 for i, v in enumerate(spec.str_list("loadBalancerSourceRanges")))
 
 
 def _cluster_ips(spec: Fields, svc_type: str) -> tuple[tuple[str, ...], bool]:
