@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
-from contextlib import contextmanager
 from typing import Any
 
 from netsim.errors import InputError
@@ -59,10 +57,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         new_version=_label(args.new_version) if args.new_version else None,
         weights=_weights(args.weights) if args.weights is not None else None,
         canary_by=args.canary_by, ready_delay=args.ready_delay, port=args.port)
-    text = sys.stdin.read() if "-" in (args.filename or ()) else None
-    with _stdin(text):
-        cluster = load_cluster(args)
-    options = _with_strategies(options, args.filename, text)
+    cluster = load_cluster(args)
     rollout = simulate(cluster, namespace, name, options)
     steps = rollout.steps
     if args.step is not None:
@@ -100,43 +95,6 @@ def _weights(text: str) -> tuple[int, ...]:
     except ValueError:
         raise InputError(f"expected percentages such as 10,50,100, got {text!r}", obj=CLI,
                          field="--weights") from None
-
-
-@contextmanager
-def _stdin(text: str | None):
-    """Manifests from stdin are read once here and offered twice (model, strategies)."""
-    if text is None:
-        yield
-        return
-    saved = sys.stdin
-    sys.stdin = io.StringIO(text)
-    try:
-        yield
-    finally:
-        sys.stdin = saved
-
-
-def _with_strategies(options: RolloutOptions, paths: list[str], text: str | None):
-    """Each Deployment's spec.strategy, read from the manifests (the model keeps no strategy);
-    a later input replaces an earlier Deployment, as loading does."""
-    from dataclasses import replace
-
-    from netsim.fields import Fields
-    from netsim.rollout_deploy import parse_strategy
-    from netsim.sources import read_inputs
-
-    found = {}
-    for docs in read_inputs(paths, io.StringIO(text) if text is not None else None):
-        for doc in docs:
-            data = doc.data
-            if data.get("kind") != "Deployment" or not str(data.get("apiVersion", "")) \
-                    .startswith("apps/"):
-                continue
-            meta = data.get("metadata") or {}
-            key = f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
-            f = Fields(data, doc.source, f"Deployment {key}")
-            found[key] = parse_strategy(f.sub("spec").sub("strategy"))
-    return replace(options, strategies=found)
 
 
 # ---------------------------------------------------------------- rendering

@@ -304,6 +304,19 @@ class Pod(Namespaced):
         return None
 
 
+ROLLING_UPDATE, RECREATE = "RollingUpdate", "Recreate"
+DEFAULT_SURGE = DEFAULT_UNAVAILABLE = "25%"  # apps/v1 SetDefaults_Deployment
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentStrategy:
+    """spec.strategy after the API server's defaulting: the type and the two fenceposts."""
+
+    type: str = ROLLING_UPDATE
+    max_surge: int | str = DEFAULT_SURGE  # an int or "N%"
+    max_unavailable: int | str = DEFAULT_UNAVAILABLE
+
+
 @dataclass(frozen=True, slots=True)
 class Workload(Namespaced):
     """A Deployment, ReplicaSet, StatefulSet or DaemonSet, kept for grouping and display."""
@@ -314,6 +327,7 @@ class Workload(Namespaced):
     replicas: int | None = None  # None for DaemonSets
     service_name: str | None = None  # StatefulSet spec.serviceName
     owner: OwnerRef | None = None
+    strategy: DeploymentStrategy | None = None  # Deployments only
 
 
 # ---------------------------------------------------------------- services and endpoints

@@ -39,7 +39,8 @@ class RolloutOptions:
     canary_by: str | None = None  # replicas or mesh
     ready_delay: int = 0  # steps a new pod stays unready after the step it was created in
     port: str | None = None  # the Service port (name or number) whose endpoints count
-    strategies: Mapping[str, DeploymentStrategy] = field(default_factory=dict)  # "ns/name"
+    # "ns/name" -> a strategy to use instead of the Deployment's own spec.strategy
+    strategies: Mapping[str, DeploymentStrategy] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

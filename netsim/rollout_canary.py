@@ -46,6 +46,7 @@ from netsim.rollout_plans import (
     ready_phrase,
     result,
     sibling,
+    strategy_of,
 )
 
 
@@ -90,7 +91,7 @@ def _replica_canary(ctx: Context, weights: tuple[int, ...]) -> Rollout:
     stable, existing = pick_pair(ctx)
     if stable is None:
         raise no_deployment(ctx)
-    strategy = ctx.options.strategies.get(stable.key, DeploymentStrategy())
+    strategy = strategy_of(ctx, stable)
     if strategy.type == RECREATE:
         strategy = DeploymentStrategy()
     world = make_world(ctx)

@@ -14,23 +14,18 @@ Pure functions over small ReplicaSet records, restating upstream code:
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, replace
 
-from netsim.fields import Fields
+from netsim.model import (  # noqa: F401  (re-exported: the strategy's home is the model)
+    DEFAULT_SURGE,
+    DEFAULT_UNAVAILABLE,
+    RECREATE,
+    ROLLING_UPDATE,
+    DeploymentStrategy,
+)
+from netsim.parse.strategy import parse_strategy  # noqa: F401
 
-ROLLING_UPDATE, RECREATE = "RollingUpdate", "Recreate"
-DEFAULT_SURGE = DEFAULT_UNAVAILABLE = "25%"  # apps/v1 SetDefaults_Deployment; Argo's canary too
-_PERCENT = re.compile(r"[0-9]+%")  # validation IsValidPercent
-
-
-@dataclass(frozen=True, slots=True)
-class DeploymentStrategy:
-    """spec.strategy after the API server's defaulting: the type and the two fenceposts."""
-
-    type: str = ROLLING_UPDATE
-    max_surge: int | str = DEFAULT_SURGE  # an int or "N%"
-    max_unavailable: int | str = DEFAULT_UNAVAILABLE
+# Argo's canary defaults its fenceposts as apps/v1 does (DEFAULT_SURGE, DEFAULT_UNAVAILABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,46 +35,6 @@ class ReplicaSetState:
     name: str
     replicas: int
     available: int = 0
-
-
-# ---------------------------------------------------------------- spec.strategy
-
-
-def parse_strategy(f: Fields) -> DeploymentStrategy:
-    """A Deployment's spec.strategy (Fields of that mapping), defaulted and validated."""
-    kind = f.enum("type", (ROLLING_UPDATE, RECREATE), default=ROLLING_UPDATE)
-    rolling = f.opt_sub("rollingUpdate")
-    if kind == RECREATE:
-        if rolling is not None:
-            raise f.error("rollingUpdate", "may not be specified when strategy `type` is "
-                          "'Recreate'")
-        return DeploymentStrategy(RECREATE, 0, 0)
-    if rolling is None:
-        return DeploymentStrategy()
-    surge = _int_or_percent(rolling, "maxSurge", DEFAULT_SURGE)
-    unavailable = _int_or_percent(rolling, "maxUnavailable", DEFAULT_UNAVAILABLE)
-    if isinstance(unavailable, str) and int(unavailable[:-1]) > 100:
-        raise rolling.error("maxUnavailable", "must not be greater than 100%")
-    if _number(surge) == 0 and _number(unavailable) == 0:
-        raise rolling.error("maxUnavailable", "may not be 0 when `maxSurge` is 0")
-    return DeploymentStrategy(ROLLING_UPDATE, surge, unavailable)
-
-
-def _int_or_percent(f: Fields, key: str, default: str) -> int | str:
-    value = f.data.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise f.error(key, f"must be an integer or a percentage such as '25%', got {value!r}")
-    if isinstance(value, str) and not _PERCENT.fullmatch(value):
-        raise f.error(key, f"must be an integer or a percentage such as '25%', got {value!r}")
-    if isinstance(value, int) and value < 0:
-        raise f.error(key, f"must be greater than or equal to 0, got {value}")
-    return value
-
-
-def _number(value: int | str) -> int:
-    return int(value[:-1]) if isinstance(value, str) else value
 
 
 # ---------------------------------------------------------------- fenceposts

@@ -123,6 +123,11 @@ def deployment(ctx: Context, name: str | None) -> Workload:
     return ctx.behind[0]
 
 
+def strategy_of(ctx: Context, deploy: Workload) -> DeploymentStrategy:
+    """The Deployment's spec.strategy, unless the options replace it (a what-if)."""
+    return ctx.options.strategies.get(deploy.key) or deploy.strategy or DeploymentStrategy()
+
+
 def no_deployment(ctx: Context) -> InputError:
     """Nothing to roll: say which other controller backs the Service, if one does."""
     others = [f"{w.meta.kind} {w.key}" for w in ctx.cluster.workloads
@@ -193,7 +198,7 @@ def ready_phrase(delay: int) -> str:
 
 def rolling(ctx: Context) -> Rollout:
     deploy = deployment(ctx, ctx.options.deployment)
-    strategy = ctx.options.strategies.get(deploy.key, DeploymentStrategy())
+    strategy = strategy_of(ctx, deploy)
     desired = deploy.replicas or 0
     world = make_world(ctx)
     pods = deployment_pods(ctx.cluster, deploy)

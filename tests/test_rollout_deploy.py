@@ -156,3 +156,45 @@ def test_traffic_routed_canary_keeps_the_stable_fully_scaled():
     assert traffic_routed_canary_counts(5, 20) == (1, 5)
     assert traffic_routed_canary_counts(5, 30) == (2, 5)  # 1.5 rounds up
     assert traffic_routed_canary_counts(5, 100) == (5, 5)
+
+
+def test_the_model_keeps_each_deployments_strategy(load_text):
+    c = load_text("""
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: web, namespace: demo}
+    spec:
+      replicas: 4
+      strategy: {rollingUpdate: {maxSurge: 1}}
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec: {containers: [{name: c}]}
+    ---
+    apiVersion: apps/v1
+    kind: StatefulSet
+    metadata: {name: db, namespace: demo}
+    spec:
+      serviceName: db
+      selector: {matchLabels: {app: db}}
+      template:
+        metadata: {labels: {app: db}}
+        spec: {containers: [{name: c}]}
+    """)
+    kinds = {w.name: w.strategy for w in c.workloads if w.namespace == "demo"}
+    assert kinds == {"web": DeploymentStrategy("RollingUpdate", 1, "25%"), "db": None}
+
+
+def test_a_bad_strategy_fails_loading_with_its_field(load_error):
+    err = load_error("""
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: web, namespace: demo}
+    spec:
+      strategy: {type: Recreate, rollingUpdate: {maxSurge: 1}}
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec: {containers: [{name: c}]}
+    """)
+    assert "Deployment demo/web: spec.strategy.rollingUpdate: may not be specified" in err

@@ -27,6 +27,7 @@ from netsim.parse.meta import (
     parse_requirements,
     parse_selector,
 )
+from netsim.parse.strategy import parse_strategy
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 # pkg/apis/core/validation: MaxDNSNameservers, MaxDNSSearchPaths, MaxDNSSearchListChars
@@ -224,5 +225,6 @@ def parse_workload(f: Fields, kind: str) -> Workload:
     replicas = None if kind == "DaemonSet" else spec.int("replicas", default=1, lo=0,
                                                          hi=1_000_000)
     service_name = spec.str("serviceName") if kind == "StatefulSet" else None
+    strategy = parse_strategy(spec.sub("strategy")) if kind == "Deployment" else None
     return Workload(meta=meta, selector=selector, template=template, replicas=replicas,
-                    service_name=service_name, owner=parse_owner(f))
+                    service_name=service_name, owner=parse_owner(f), strategy=strategy)
