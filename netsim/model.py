@@ -252,7 +252,8 @@ class PodTemplate:
     service_account: str = "default"
     hostname: str | None = None
     subdomain: str | None = None
-    # out of repr, so that templates without them keep their pod-template-hash
+    # out of repr, so that pod-template-hashes (and pod names) stay what they were before
+    # netsim kept them: templates differing only here share a hash, which nothing relies on
     dns_policy: str = field(default="ClusterFirst", repr=False)
     dns_config: PodDnsConfig | None = field(default=None, repr=False)
 

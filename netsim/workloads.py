@@ -53,10 +53,7 @@ def template_hash(template: PodTemplate) -> str:
     Kubernetes hashes the Go struct dump with FNV-32a, which cannot be reproduced from YAML;
     this hashes the parsed template instead, so equal templates still share a hash.
     """
-    text = repr(template)
-    if template.dns_policy != "ClusterFirst" or template.dns_config is not None:
-        text += repr((template.dns_policy, template.dns_config))
-    digest = hashlib.blake2b(text.encode(), digest_size=4).digest()
+    digest = hashlib.blake2b(repr(template).encode(), digest_size=4).digest()
     return safe_encode_string(str(int.from_bytes(digest, "big")))
 
 
