@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from typing import Any
 
 from netsim.errors import InputError
@@ -21,9 +22,11 @@ def add_load_verb(verbs: Any, cluster: argparse.ArgumentParser) -> argparse.Argu
         "load", parents=[cluster], help="simulate a series of requests through the client's "
         "sidecar: retries, circuit breakers, outlier ejection, response flags",
         description="Send N requests from a pod's Envoy sidecar to a Service port on a simulated "
-        "clock. Endpoints fail at the rates given; the DestinationRule's connectionPool and "
-        "outlierDetection and the VirtualService's retries and timeout act as Envoy's do. "
-        "Prints the success rate, Envoy response flags (UH, UF, UC, UT, UO, URX), each "
+        "clock. The VirtualService route whose match the request passes picks the weighted "
+        "clusters (subsets), retries and timeout; each cluster's DestinationRule "
+        "connectionPool and outlierDetection (a subset's over the host's) act as Envoy's do. "
+        "Endpoints fail at the rates given. "
+        "Prints the success rate, Envoy response flags (UH, UF, UC, UT, UO, URX, NR, NC), each "
         "endpoint's requests and ejections, and the ejection timeline.")
     p.add_argument("--from", dest="source", required=True, metavar="NS/POD",
                    help="the client pod (its sidecar sends the requests)")
@@ -41,6 +44,11 @@ def add_load_verb(verbs: Any, cluster: argparse.ArgumentParser) -> argparse.Argu
                    help="a different latency for one endpoint; repeatable")
     p.add_argument("--fail", action="append", default=[], metavar="NS/POD=RATE[:WHAT]",
                    help=FAILURE_HELP)
+    p.add_argument("--http", metavar="REQUEST", help="what each request is, for "
+                   "VirtualService match conditions: 'METHOD http://HOST/PATH' (default: GET / "
+                   "with the Service's FQDN as Host)")
+    p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                   help="a request header, for header match conditions; repeatable")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0; the same seed "
                    "gives the same run)")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
@@ -67,8 +75,9 @@ def cmd_mesh_load(args: argparse.Namespace) -> int:
     if args.requests > 1_000_000:
         raise InputError("at most 1000000 requests", obj="command line", field="--requests")
     cluster = load_cluster(args)
-    target = resolve_target(cluster, args.source, namespace, name, port)
-    hosts = {h.address: h for h in target.cluster.hosts}
+    target = resolve_target(cluster, args.source, namespace, name, port,
+                            parse_request(args, f"{name}.{namespace}.svc.cluster.local"))
+    hosts = {h.address: h for b in target.backends for h in b.cluster.hosts}
     failures: dict[str, Any] = {}
     for text in args.fail:
         pod, failure = parse_failure(text)
@@ -99,6 +108,21 @@ def parse_service_port(text: str) -> tuple[str, str, int | str]:
         raise InputError(f"must be svc/NS/NAME:PORT, got {text!r}", obj="command line",
                          field="--to")
     return parts[1], parts[2], int(port) if port.isdigit() else port
+
+
+def parse_request(args: argparse.Namespace, fqdn: str):
+    """--http and --header -> the HttpRequest routes are matched against."""
+    from netsim.packet import HttpRequest, parse_http
+
+    request = parse_http(args.http) if args.http else HttpRequest("GET", fqdn, "/")
+    headers = []
+    for text in args.header:
+        name, colon, value = text.partition(":")
+        if not colon or not name.strip():
+            raise InputError(f"must be NAME:VALUE, got {text!r}", obj="command line",
+                             field="--header")
+        headers.append((name.strip().lower(), value.strip()))
+    return replace(request, headers=request.headers + tuple(headers))
 
 
 def parse_failure(text: str):
@@ -177,11 +201,40 @@ def _limit(n: int) -> str:
 
 
 def config_lines(report) -> list[str]:
-    t = report.target
-    c, cb, od, r = t.cluster, t.cluster.circuit_breakers, t.cluster.outlier, t.route
-    lines = [f"Cluster  {c.name}  ({len(c.hosts)} ready endpoints, "
+    t, r = report.target, report.target.route
+    split = len(t.backends) > 1
+    lines = [] if r.answer is not None else \
+        [line for b in t.backends for line in cluster_lines(b, split)]
+    where = f"VirtualService {r.virtual_service} http[{r.index}]" if r.virtual_service and \
+        r.index is not None else f"VirtualService {r.virtual_service}" if r.virtual_service \
+        else "default route"
+    if r.answer is not None:
+        lines.append(f"  {where}: the sidecar answers {r.answer}"
+                     + (f" {r.answer_flag}" if r.answer_flag else "") + ", no upstream")
+        return lines
+    if r.retry is None:
+        retries = "retries off"
+    else:
+        on = ",".join(r.retry.retry_on)
+        codes = ",".join(map(str, r.retry.retriable_status_codes))
+        retries = (f"retries {r.retry.num_retries} on {on}"
+                   + (f" (codes {codes})" if codes else " (no status codes)"
+                      if "retriable-status-codes" in r.retry.retry_on else "")
+                   + f", perTryTimeout {_ms(r.retry.per_try_timeout_ms)}")
+    lines.append(f"  {where}: {retries}, timeout {_ms(r.timeout_ms)}")
+    return lines
+
+
+def cluster_lines(backend, split: bool) -> list[str]:
+    """One Envoy cluster of the route: endpoints, breakers, outlier detection (and its weight
+    when the route splits)."""
+    c, cb, od = backend.cluster, backend.cluster.circuit_breakers, backend.cluster.outlier
+    weight = f"  weight {backend.weight}" if split else ""
+    if not c.defined:
+        return [f"Cluster  {c.name}{weight}  (no such cluster: 503 NC)"]
+    lines = [f"Cluster  {c.name}{weight}  ({len(c.hosts)} ready endpoints, "
              f"{'HTTP/2' if c.http2 else 'HTTP/1.1'}, lb {c.lb_policy})",
-             f"  DestinationRule {t.destination_rule or '<none>'}: maxConnections "
+             f"  DestinationRule {c.destination_rule or '<none>'}: maxConnections "
              f"{_limit(cb.max_connections)}, http1MaxPendingRequests "
              f"{_limit(cb.max_pending_requests)}, http2MaxRequests {_limit(cb.max_requests)}, "
              f"maxRequestsPerConnection {_limit(cb.max_requests_per_connection or 2**32)}, "
@@ -198,19 +251,13 @@ def config_lines(report) -> list[str]:
                   f"maxEjectionPercent {od.max_ejection_percent}%",
                   f"minHealthPercent {od.healthy_panic_threshold}%"]
         lines.append("  outlierDetection: " + ", ".join(parts))
-    where = f"VirtualService {r.virtual_service} http[{r.index}]" if r.virtual_service and \
-        r.index is not None else "default route"
-    if r.retry is None:
-        retries = "retries off"
-    else:
-        on = ",".join(r.retry.retry_on)
-        codes = ",".join(map(str, r.retry.retriable_status_codes))
-        retries = (f"retries {r.retry.num_retries} on {on}"
-                   + (f" (codes {codes})" if codes else " (no status codes)"
-                      if "retriable-status-codes" in r.retry.retry_on else "")
-                   + f", perTryTimeout {_ms(r.retry.per_try_timeout_ms)}")
-    lines.append(f"  {where}: {retries}, timeout {_ms(r.timeout_ms)}")
     return lines
+
+
+def short_cluster(name: str) -> str:
+    """outbound|80|v1|web.shop.svc.cluster.local -> v1 (the host when there is no subset)."""
+    _, _, subset, host = name.split("|")
+    return subset or host
 
 
 def report_text(report) -> str:
@@ -235,21 +282,29 @@ def report_text(report) -> str:
         out.append(f"  retries: {retried} (limit exceeded "
                    f"{report.stats.get('upstream_rq_retry_limit_exceeded', 0)}, overflow "
                    f"{report.stats.get('upstream_rq_retry_overflow', 0)})")
-    rows = tuple((h.address, h.pod or "-", str(h.routed), str(h.ok), str(h.http_5xx),
-                  str(h.connect_failures), str(h.resets), str(h.timeouts), str(h.overflows),
-                  str(h.ejections), _s(h.ejected_us)) for h in report.hosts)
+    split = len(t.backends) > 1
+    rows = tuple(((short_cluster(h.cluster),) if split else ()) + (
+        h.address, h.pod or "-", str(h.routed), str(h.ok), str(h.http_5xx),
+        str(h.connect_failures), str(h.resets), str(h.timeouts), str(h.overflows),
+        str(h.ejections), _s(h.ejected_us)) for h in report.hosts)
     out += ["", "Endpoints"]
-    table = render(Table(("ENDPOINT", "POD", "REQUESTS", "2XX", "5XX", "UF", "UC", "UT", "UO",
-                          "EJECTIONS", "EJECTED"), rows))
-    out += ["  " + line for line in table.splitlines()] or ["  none: every request is UH"]
+    table = render(Table((("CLUSTER",) if split else ()) + (
+        "ENDPOINT", "POD", "REQUESTS", "2XX", "5XX", "UF", "UC", "UT", "UO", "EJECTIONS",
+        "EJECTED"), rows))
+    nobody = "the sidecar answers every request itself" if t.route.answer is not None else \
+        "every request is UH" if all(b.cluster.defined for b in t.backends) else \
+        "every request is UH or NC"
+    out += ["  " + line for line in table.splitlines()] or [f"  none: {nobody}"]
     pods = {h.address: h.pod for h in report.hosts}
+    outliers = {b.cluster.name: b.cluster.outlier for b in t.backends}
     out += ["", "Outlier events"]
     if not report.events:
-        out.append("  none" if t.cluster.outlier else
+        out.append("  none" if any(outliers.values()) else
                    "  none (no outlierDetection in the DestinationRule)")
     for e in report.events[:MAX_EVENTS]:
-        out.append(f"  {_s(e.time_us):>10}  {e.host}  {pods.get(e.host) or '-'}  "
-                   f"{event_text(e, t.cluster.outlier)}")
+        where = f"  {short_cluster(e.cluster)}" if split else ""
+        out.append(f"  {_s(e.time_us):>10}  {e.host}  {pods.get(e.host) or '-'}{where}  "
+                   f"{event_text(e, outliers.get(e.cluster, t.cluster.outlier))}")
     if len(report.events) > MAX_EVENTS:
         out.append(f"  ... {len(report.events) - MAX_EVENTS} more (all of them in -o json)")
     windows = over_time(report)
@@ -280,34 +335,45 @@ def event_text(e, outlier) -> str:
             f"{outlier.max_ejection_percent}%")
 
 
+def cluster_json(c) -> dict:
+    """One cluster's DestinationRule-derived settings, as the JSON report shows them."""
+    cb, od = c.circuit_breakers, c.outlier
+    return {
+        "destinationRule": c.destination_rule, "lbPolicy": c.lb_policy, "http2": c.http2,
+        "circuitBreakers": {"maxConnections": cb.max_connections,
+                            "maxPendingRequests": cb.max_pending_requests,
+                            "maxRequests": cb.max_requests, "maxRetries": cb.max_retries,
+                            "maxRequestsPerConnection": cb.max_requests_per_connection},
+        "outlierDetection": None if od is None else {
+            "consecutive5xxErrors": od.consecutive_5xx,
+            "consecutiveGatewayErrors": od.consecutive_gateway_failure,
+            "splitExternalLocalOriginErrors": od.split_external_local_origin_errors,
+            "consecutiveLocalOriginFailures": od.consecutive_local_origin_failure,
+            "intervalMs": od.interval_ms, "baseEjectionTimeMs": od.base_ejection_time_ms,
+            "maxEjectionTimeMs": od.max_ejection_time_ms,
+            "maxEjectionPercent": od.max_ejection_percent,
+            "minHealthPercent": od.healthy_panic_threshold}}
+
+
 def report_json(report) -> dict:
     from proxy.envoy_report import over_time
 
-    t, spec = report.target, report.spec
-    c, cb, od, r = t.cluster, t.cluster.circuit_breakers, t.cluster.outlier, t.route
+    t, spec, r = report.target, report.spec, report.target.route
     return {
-        "client": t.client, "service": t.service, "port": t.port, "cluster": c.name,
+        "client": t.client, "service": t.service, "port": t.port, "cluster": t.cluster.name,
         "config": {
-            "destinationRule": t.destination_rule, "virtualService": r.virtual_service,
-            "route": r.index, "lbPolicy": c.lb_policy, "http2": c.http2,
-            "circuitBreakers": {"maxConnections": cb.max_connections,
-                                "maxPendingRequests": cb.max_pending_requests,
-                                "maxRequests": cb.max_requests, "maxRetries": cb.max_retries,
-                                "maxRequestsPerConnection": cb.max_requests_per_connection},
-            "outlierDetection": None if od is None else {
-                "consecutive5xxErrors": od.consecutive_5xx,
-                "consecutiveGatewayErrors": od.consecutive_gateway_failure,
-                "splitExternalLocalOriginErrors": od.split_external_local_origin_errors,
-                "consecutiveLocalOriginFailures": od.consecutive_local_origin_failure,
-                "intervalMs": od.interval_ms, "baseEjectionTimeMs": od.base_ejection_time_ms,
-                "maxEjectionTimeMs": od.max_ejection_time_ms,
-                "maxEjectionPercent": od.max_ejection_percent,
-                "minHealthPercent": od.healthy_panic_threshold},
+            **cluster_json(t.cluster), "virtualService": r.virtual_service, "route": r.index,
+            "request": str(t.request) if t.request else None,
+            "requestHeaders": dict(t.request.headers) if t.request else {},
+            "answer": r.answer,
             "retries": None if r.retry is None else {
                 "attempts": r.retry.num_retries, "retryOn": list(r.retry.retry_on),
                 "retriableStatusCodes": list(r.retry.retriable_status_codes),
                 "perTryTimeoutMs": r.retry.per_try_timeout_ms},
             "timeoutMs": r.timeout_ms,
+            "clusters": [{"cluster": b.cluster.name, "weight": b.weight,
+                          "defined": b.cluster.defined, "endpoints": len(b.cluster.hosts),
+                          **cluster_json(b.cluster)} for b in t.backends],
         },
         "load": {"requests": spec.requests, "rate": spec.rate, "concurrency": spec.concurrency,
                  "latencyMs": spec.latency_ms, "seed": spec.seed,
@@ -320,11 +386,13 @@ def report_json(report) -> dict:
                     "durationSeconds": report.end_us / 1e6,
                     "codes": {str(k): v for k, v in sorted(report.codes.items())},
                     "flags": dict(sorted(report.flags.items(), key=_flag_key))},
-        "endpoints": [{"address": h.address, "pod": h.pod, "requests": h.routed, "2xx": h.ok,
+        "endpoints": [{"cluster": h.cluster, "address": h.address, "pod": h.pod,
+                       "requests": h.routed, "2xx": h.ok,
                        "5xx": h.http_5xx, "UF": h.connect_failures, "UC": h.resets,
                        "UT": h.timeouts, "UO": h.overflows, "ejections": h.ejections,
                        "ejectedSeconds": h.ejected_us / 1e6} for h in report.hosts],
-        "events": [{"time": e.time_us / 1e6, "endpoint": e.host, "action": e.action,
+        "events": [{"time": e.time_us / 1e6, "cluster": e.cluster, "endpoint": e.host,
+                    "action": e.action,
                     "reason": e.reason, "errors": e.errors, "ejections": e.ejections,
                     "ejectedBefore": e.ejected_before, "hosts": e.hosts,
                     "durationSeconds": e.duration_ms / 1e3 if e.action == "eject" else None}

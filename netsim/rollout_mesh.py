@@ -6,6 +6,7 @@ From istio/api networking/v1alpha3 virtual_service.proto and destination_rule.pr
 `gateways` without `mesh` leaves the sidecars alone; http routes are first-match; a destination
 gets weight/sum of weights (a lone one 100%); a subset filters endpoints by pod labels; a subset
 the DestinationRule does not define is 503 NC, a subset without a healthy endpoint 503 UH.
+The resources are parsed by proxy.istio_resources and proxy.istio_destination_rule.
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ from dataclasses import dataclass, replace
 
 from netsim.cluster import Cluster
 from netsim.fields import EMPTY, FrozenDict
-from netsim.model import RawObject, Service
+from netsim.model import Service
+from proxy.istio_destination_rule import DestinationRule, parse_destination_rule
+from proxy.istio_resources import (
+    RouteDestination,
+    VirtualService,
+    host_matches,
+    parse_virtual_service,
+)
 
 CLUSTER_DOMAIN = "cluster.local"
-MESH_GATEWAY = "mesh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,87 +81,62 @@ class MeshSplit:
     reason: str | None = None
 
 
-def fqdn(host: str, namespace: str) -> str:
-    """Istio's short-name rule: a host without a dot is `<host>.<namespace>.svc.<domain>`."""
-    return host if "." in host or host == "*" else f"{host}.{namespace}.svc.{CLUSTER_DOMAIN}"
-
-
 def service_fqdn(service: Service) -> str:
     return f"{service.name}.{service.namespace}.svc.{CLUSTER_DOMAIN}"
 
 
-def _host_matches(pattern: str, host: str) -> bool:
-    if pattern == "*":
-        return True
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:])
-    return pattern == host
-
-
-def _age(obj: RawObject) -> tuple[str, str, str]:
-    return obj.meta.created or "", obj.namespace or "", obj.name
+def _age(obj: VirtualService | DestinationRule) -> tuple[str, str, str]:
+    return obj.created, obj.namespace, obj.name
 
 
 def find_route(cluster: Cluster, service: Service) -> MeshRoute | None:
     """The route the sidecars use for this Service, or None when no VirtualService binds it."""
     host = service_fqdn(service)
-    bound = []
-    for vs in cluster.raw("VirtualService"):
-        spec = vs.body.get("spec") or EMPTY
-        ns = vs.namespace or "default"
-        gateways = spec.get("gateways") or (MESH_GATEWAY,)
-        if MESH_GATEWAY not in gateways:
-            continue
-        if any(_host_matches(fqdn(str(h), ns), host) for h in spec.get("hosts") or ()):
-            bound.append(vs)
+    parsed = (parse_virtual_service(o, require_route=False) for o in cluster.raw("VirtualService"))
+    bound = sorted((vs for vs in parsed
+                    if vs.for_sidecars and any(host_matches(h, host) for h in vs.hosts)),
+                   key=_age)
     if not bound:
         return None
-    bound.sort(key=_age)
     vs = bound[0]
     notes = []
     if len(bound) > 1:
         notes.append(f"{len(bound)} VirtualServices name {host}; sidecars use the oldest, "
-                     f"{vs.namespace}/{vs.name}")
-    rule, subsets = _destination_rule(cluster, service, vs.namespace or "default")
-    spec = vs.body.get("spec") or EMPTY
-    label, entry, more = _default_route(spec)
+                     f"{vs.key}")
+    rule, subsets = _destination_rule(cluster, service, vs.namespace)
+    label, entry, more = _default_route(vs)
     notes += more
-    ns = vs.namespace or "default"
-    raw = [d for d in (entry.get("route") or ()) if isinstance(d, FrozenDict)]
-    weights = [int(d.get("weight") or 0) for d in raw]
-    if len(raw) == 1 and weights[0] == 0:
+    weights = [d.weight for d in entry]
+    if len(entry) == 1 and weights[0] == 0:
         weights = [100]  # a lone destination takes everything
-    elif raw and sum(weights) == 0:
+    elif entry and sum(weights) == 0:
         notes.append(f"{label}: every weight is 0; shown split evenly")
-        weights = [1] * len(raw)
+        weights = [1] * len(entry)
     destinations = []
-    for d, weight in zip(raw, weights, strict=True):
-        target = d.get("destination") or EMPTY
-        dhost = fqdn(str(target.get("host", "")), ns)
-        subset = target.get("subset")
-        local = dhost == host
+    for d, weight in zip(entry, weights, strict=True):
+        local = d.host == host
         labels: FrozenDict | None = EMPTY
-        if subset is not None:
-            labels = subsets.get(subset) if local else EMPTY
-        destinations.append(Destination(dhost, subset, weight, labels, local))
-    return MeshRoute(f"{vs.namespace}/{vs.name}", label, tuple(destinations),
-                     FrozenDict(subsets), rule, tuple(notes))
+        if d.subset:
+            labels = subsets.get(d.subset) if local else EMPTY
+        destinations.append(Destination(d.host, d.subset or None, weight, labels, local))
+    return MeshRoute(vs.key, label, tuple(destinations), FrozenDict(subsets), rule, tuple(notes))
 
 
-def _default_route(spec: FrozenDict) -> tuple[str, FrozenDict, list[str]]:
-    """The route requests take when no match condition selects them: the first without `match`."""
-    for kind in ("http", "tcp", "tls"):
-        routes = [r for r in (spec.get(kind) or ()) if isinstance(r, FrozenDict)]
+def _default_route(vs: VirtualService) -> tuple[str, tuple[RouteDestination, ...], list[str]]:
+    """The route requests take when no match condition selects them: the first without `match`
+    (or with a block that has no condition)."""
+    for kind, routes in (("http", vs.http), ("tcp", vs.tcp), ("tls", vs.tls)):
         if not routes:
             continue
         for i, r in enumerate(routes):
-            if not r.get("match") or any(not m for m in r.get("match")):
+            if not r.matches or any(m.matches_everything for m in r.matches):
                 notes = [f"{kind}[{j}] has match conditions: requests it matches go where it "
                          "says, whatever the weights below" for j in range(i)]
-                return f"{kind}[{i}]", r, notes
-        return f"{kind}[0]", routes[0], [f"every {kind} route has match conditions; shown: "
-                                         f"{kind}[0], for the requests it matches"]
-    return "http", EMPTY, ["the VirtualService has no routes"]
+                return f"{kind}[{i}]", r.destinations, notes
+        return f"{kind}[0]", routes[0].destinations, [
+            f"every {kind} route has match conditions; shown: {kind}[0], for the requests it "
+            "matches"]
+    return "http", (), ["the VirtualService has no routes"]
 
 
 def _destination_rule(cluster: Cluster, service: Service,
@@ -162,19 +144,14 @@ def _destination_rule(cluster: Cluster, service: Service,
     """The DestinationRule for the host (the VirtualService's namespace first, then the
     Service's) and its subsets."""
     host = service_fqdn(service)
-    found = [dr for dr in cluster.raw("DestinationRule")
-             if _host_matches(fqdn(str((dr.body.get("spec") or EMPTY).get("host", "")),
-                                   dr.namespace or "default"), host)]
+    found = [dr for dr in map(parse_destination_rule, cluster.raw("DestinationRule"))
+             if host_matches(dr.host, host)]
     if not found:
         return None, {}
     found.sort(key=lambda dr: (dr.namespace != near, dr.namespace != service.namespace,
                                *_age(dr)))
     dr = found[0]
-    subsets = {}
-    for s in (dr.body.get("spec") or EMPTY).get("subsets") or ():
-        if isinstance(s, FrozenDict) and s.get("name"):
-            subsets[str(s["name"])] = FrozenDict(s.get("labels") or {})
-    return f"{dr.namespace}/{dr.name}", subsets
+    return dr.key, {s.name: s.labels for s in dr.subsets}
 
 
 def with_weight(route: MeshRoute, canary: str, labels: FrozenDict, weight: int,

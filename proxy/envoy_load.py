@@ -13,7 +13,12 @@ The router side restates envoy source/common/router/router.cc and retry_state_im
 - retries avoid hosts already tried (previous_hosts, up to host_selection_max_attempts re-picks);
 - the route timeout runs from the request's arrival (504 UT, no retry); the per-try timeout
   from the moment the attempt gets a connection;
-- no host to pick (all ejected, panic threshold not reached) is 503 UH.
+- no host to pick (all ejected, panic threshold not reached) is 503 UH;
+- a route over several weighted clusters picks one per request (weight/sum of weights, Envoy's
+  weighted_clusters), and each cluster keeps its own pools, breakers, retry budget, load
+  balancer and outlier detector; retries stay in the request's cluster; a cluster istiod would
+  not build is 503 NC, and a route the sidecar answers itself (404 NR, redirect, direct
+  response) never reaches an upstream.
 Deterministic for a seed: every random choice comes from one random.Random(seed).
 """
 
@@ -23,11 +28,11 @@ import heapq
 import itertools
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netsim.fields import FrozenDict
 from proxy.envoy_outlier import MS, OutlierDetector
-from proxy.envoy_policy import LoadTarget, RetryPolicy
+from proxy.envoy_policy import LoadTarget, RetryPolicy, UpstreamCluster
 from proxy.envoy_pool import CONNECT_FAILURE, OVERFLOW, READY, ClusterPools, LoadBalancer
 from proxy.envoy_report import (
     FLAG_ORDER,
@@ -62,10 +67,25 @@ class _Try:
 
 
 @dataclass(slots=True, eq=False)
+class _Upstream:
+    """One Envoy cluster's mutable state in the run."""
+
+    config: UpstreamCluster
+    weight: int
+    hosts: tuple[str, ...]
+    pools: ClusterPools
+    lb: LoadBalancer
+    outlier: OutlierDetector | None
+    counts: dict[str, Counter]
+    active_retries: int = 0
+
+
+@dataclass(slots=True, eq=False)
 class _Request:
     index: int
     retries_left: int
     next_interval_ms: int
+    upstream: _Upstream | None = None
     start: int = 0
     done: bool = False
     holding_retry: bool = False
@@ -79,20 +99,22 @@ class _Run:
         self.target, self.spec = target, spec
         self.rng = random.Random(spec.seed)
         self.retry: RetryPolicy | None = target.route.retry
-        self.hosts = tuple(h.address for h in target.cluster.hosts)
-        cfg = target.cluster.outlier
-        self.outlier = OutlierDetector(cfg, self.hosts) if cfg and self.hosts else None
-        self.pools = ClusterPools(target.cluster.circuit_breakers, target.cluster.http2,
-                                  self._connect_ok)
-        self.lb = LoadBalancer(target.cluster.lb_policy, self.rng)
+        self.upstreams = [self._upstream(b.cluster, b.weight) for b in target.backends]
+        self.total_weight = sum(u.weight for u in self.upstreams)
         self.heap: list = []
         self.seq = itertools.count()
         self.now = 0
-        self.active_retries = 0
         self.unfinished = spec.requests
         self.results: list[RequestResult] = []
-        self.counts = {h: Counter() for h in self.hosts}
         self.stats: Counter = Counter()
+
+    def _upstream(self, config: UpstreamCluster, weight: int) -> _Upstream:
+        hosts = tuple(h.address for h in config.hosts)
+        outlier = OutlierDetector(config.outlier, hosts) if config.outlier and hosts else None
+        return _Upstream(config, weight, hosts,
+                         ClusterPools(config.circuit_breakers, config.http2, self._connect_ok),
+                         LoadBalancer(config.lb_policy, self.rng), outlier,
+                         {h: Counter() for h in hosts})
 
     # ------------------------------------------------------------ the clock
 
@@ -107,8 +129,9 @@ class _Run:
             group = i // spec.concurrency
             t = round(group * spec.concurrency * 1_000_000 / spec.rate)
             self._at(t, _ARRIVE, _Request(i, retries, base))
-        if self.outlier is not None:
-            self._at(self.outlier.next_sweep(0), _SWEEP, None)
+        for up in self.upstreams:
+            if up.outlier is not None:
+                self._at(up.outlier.next_sweep(0), _SWEEP, up)
         handlers = {_COMPLETE: self._complete, _PER_TRY: self._per_try_timeout,
                     _ROUTE_TIMEOUT: self._route_timeout, _SWEEP: self._sweep,
                     _RETRY: self._retry_now, _ARRIVE: self._arrive}
@@ -117,17 +140,25 @@ class _Run:
             handlers[priority](obj)
         return self._report()
 
-    def _sweep(self, _: object) -> None:
-        assert self.outlier is not None
-        self.outlier.sweep(self.now)
+    def _sweep(self, up: _Upstream) -> None:
+        assert up.outlier is not None
+        up.outlier.sweep(self.now)
         if self.unfinished:
-            self._at(self.outlier.next_sweep(self.now), _SWEEP, None)
+            self._at(up.outlier.next_sweep(self.now), _SWEEP, up)
 
     # ------------------------------------------------------------ requests and attempts
 
     def _arrive(self, req: _Request) -> None:
         req.start = self.now
-        timeout = self.target.route.timeout_ms
+        route = self.target.route
+        if route.answer is not None:
+            self._finish(req, route.answer, (route.answer_flag,) if route.answer_flag else ())
+            return
+        req.upstream = self._weighted_pick()
+        if not req.upstream.config.defined:
+            self._finish(req, 503, ("NC",))
+            return
+        timeout = route.timeout_ms
         if timeout:
             self._at(self.now + timeout * MS, _ROUTE_TIMEOUT, req)
         self._attempt(req)
@@ -136,7 +167,20 @@ class _Run:
         if not req.done:
             self._attempt(req)
 
+    def _weighted_pick(self) -> _Upstream:
+        """The request's cluster: one of the route's weighted clusters, at random by weight
+        (no random draw when there is only one)."""
+        if len(self.upstreams) == 1:
+            return self.upstreams[0]
+        value = self.rng.randrange(self.total_weight)
+        for up in self.upstreams:
+            if value < up.weight:
+                return up
+            value -= up.weight
+        raise AssertionError("weights do not add up")
+
     def _attempt(self, req: _Request) -> None:
+        up = req.upstream
         host = self._choose(req)
         if host is None:
             self._finish(req, 503, ("UH",))
@@ -144,19 +188,20 @@ class _Run:
         attempt = _Try(req, host, self.now)
         req.current = attempt
         req.tried.add(host)
-        self.counts[host]["routed"] += 1
-        for stream, what in self.pools.new_stream(host, attempt):
+        up.counts[host]["routed"] += 1
+        for stream, what in up.pools.new_stream(host, attempt):
             self._pool_answer(stream, what)
 
     def _choose(self, req: _Request) -> str | None:
         """The load balancer's pick among healthy hosts (all hosts in panic), re-picked while
         it lands on a host this request already tried."""
-        hosts, panic = self.hosts, False
-        if self.outlier is not None:
-            healthy = tuple(h for h in hosts if not self.outlier.ejected(h))
-            threshold = self.target.cluster.outlier.healthy_panic_threshold
+        up = req.upstream
+        hosts, panic = up.hosts, False
+        if up.outlier is not None:
+            healthy = tuple(h for h in hosts if not up.outlier.ejected(h))
+            threshold = up.config.outlier.healthy_panic_threshold
             panic = bool(hosts) and 100.0 * len(healthy) / len(hosts) < threshold
-            hosts = self.hosts if panic else healthy
+            hosts = up.hosts if panic else healthy
         if not hosts:
             return None
         if panic:
@@ -164,7 +209,7 @@ class _Run:
         avoid = self.retry is not None and self.retry.previous_hosts and req.tried
         picks = 1 + (self.retry.host_selection_max_attempts if avoid else 0)
         for _ in range(picks):
-            host = self.lb.pick(hosts, self.pools.active_by_host, panic)
+            host = up.lb.pick(hosts, up.pools.active_by_host, panic)
             if not avoid or host not in req.tried:
                 break
         return host
@@ -181,22 +226,33 @@ class _Run:
             return
         attempt.done = True
         self._record(attempt, "UO" if what == OVERFLOW else "UF")
+        up = attempt.request.upstream
         if what == OVERFLOW:  # not retried, not counted against the host (envoy#25487)
-            self.counts[attempt.host]["overflows"] += 1
+            up.counts[attempt.host]["overflows"] += 1
             self._release_retry(attempt.request)
             self._finish(attempt.request, 503, ("UO",))
         else:
             assert what == CONNECT_FAILURE
-            self.counts[attempt.host]["connect_failures"] += 1
-            if self.outlier is not None:
-                self.outlier.put_local_failure(attempt.host, "connect-failure", self.now)
+            self._local_failure(attempt, "connect_failures", "connect-failure")
             self._failed(attempt.request, 503, "connect-failure", "UF")
+
+    def _local_failure(self, attempt: _Try, counter: str, kind: str) -> None:
+        """An error the router detects itself: counted for the host, told to the detector."""
+        up = attempt.request.upstream
+        up.counts[attempt.host][counter] += 1
+        if up.outlier is not None:
+            up.outlier.put_local_failure(attempt.host, kind, self.now)
+
+    def _end_stream(self, attempt: _Try, close: bool) -> None:
+        for stream, what in attempt.request.upstream.pools.end_stream(attempt, close=close):
+            self._pool_answer(stream, what)
 
     def _started(self, attempt: _Try) -> None:
         """The attempt has a connection: decide what the endpoint does, set its timers."""
         attempt.attached = self.now
-        if self.outlier is not None:
-            self.outlier.put_connect_success(attempt.host)
+        outlier = attempt.request.upstream.outlier
+        if outlier is not None:
+            outlier.put_connect_success(attempt.host)
         failure = self.spec.failures.get(attempt.host)
         if failure is not None and failure.kind != "connect-failure" \
                 and self.rng.random() < failure.rate:
@@ -211,24 +267,21 @@ class _Run:
         if attempt.done:
             return
         attempt.done = True
-        host, plan = attempt.host, attempt.plan
-        for stream, what in self.pools.end_stream(attempt, close=plan == "reset"):
-            self._pool_answer(stream, what)
+        up, host, plan = attempt.request.upstream, attempt.host, attempt.plan
+        self._end_stream(attempt, close=plan == "reset")
         self._record(attempt, "UC" if plan == "reset" else plan)
         if plan == "reset":
-            self.counts[host]["resets"] += 1
-            if self.outlier is not None:
-                self.outlier.put_local_failure(host, "reset", self.now)
+            self._local_failure(attempt, "resets", "reset")
             self._failed(attempt.request, 503, "reset", "UC")
             return
         status = int(plan)
-        if self.outlier is not None:
-            self.outlier.put_http(host, status, self.now)
+        if up.outlier is not None:
+            up.outlier.put_http(host, status, self.now)
         if status >= 500:
-            self.counts[host]["http_5xx"] += 1
+            up.counts[host]["http_5xx"] += 1
             self._failed(attempt.request, status, None, None)
         else:
-            self.counts[host]["ok"] += 1
+            up.counts[host]["ok"] += 1
             self._release_retry(attempt.request)
             self._finish(attempt.request, status, ())
 
@@ -236,12 +289,9 @@ class _Run:
         if attempt.done:
             return
         attempt.done = True
-        for stream, what in self.pools.end_stream(attempt, close=True):
-            self._pool_answer(stream, what)
+        self._end_stream(attempt, close=True)
         self._record(attempt, "UT")
-        self.counts[attempt.host]["timeouts"] += 1
-        if self.outlier is not None:
-            self.outlier.put_local_failure(attempt.host, "timeout", self.now)
+        self._local_failure(attempt, "timeouts", "timeout")
         self._failed(attempt.request, 504, "timeout", "UT")
 
     def _route_timeout(self, req: _Request) -> None:
@@ -251,13 +301,10 @@ class _Run:
         if attempt is not None and not attempt.done:
             attempt.done = True
             if attempt.attached is None:
-                self.pools.cancel_pending(attempt)
+                req.upstream.pools.cancel_pending(attempt)
             else:
-                for stream, what in self.pools.end_stream(attempt, close=True):
-                    self._pool_answer(stream, what)
-                self.counts[attempt.host]["timeouts"] += 1
-                if self.outlier is not None:
-                    self.outlier.put_local_failure(attempt.host, "timeout", self.now)
+                self._end_stream(attempt, close=True)
+                self._local_failure(attempt, "timeouts", "timeout")
             self._record(attempt, "UT")
         self.stats["upstream_rq_timeout"] += 1
         self._finish(req, 504, ("UT",))
@@ -292,11 +339,12 @@ class _Run:
             return
         req.retries_left -= 1
         assert self.retry is not None
-        if self.active_retries >= self.target.cluster.circuit_breakers.max_retries:
+        up = req.upstream
+        if up.active_retries >= up.config.circuit_breakers.max_retries:
             self.stats["upstream_rq_retry_overflow"] += 1
             self._finish(req, status, flags + ("UO",))
             return
-        self.active_retries += 1
+        up.active_retries += 1
         req.holding_retry = True
         self.stats["upstream_rq_retry"] += 1
         interval = req.next_interval_ms
@@ -308,7 +356,7 @@ class _Run:
         is known or the request ends."""
         if req.holding_retry:
             req.holding_retry = False
-            self.active_retries -= 1
+            req.upstream.active_retries -= 1
 
     # ------------------------------------------------------------ results
 
@@ -328,26 +376,27 @@ class _Run:
     def _report(self) -> LoadReport:
         results = tuple(sorted(self.results, key=lambda r: r.index))
         end = max((r.end_us for r in results), default=0)
-        hosts = []
-        for h in self.target.cluster.hosts:
-            c = self.counts[h.address]
-            hosts.append(HostStats(
-                address=h.address, pod=h.pod, routed=c["routed"], ok=c["ok"],
-                http_5xx=c["http_5xx"], connect_failures=c["connect_failures"],
-                resets=c["resets"], timeouts=c["timeouts"], overflows=c["overflows"],
-                ejections=self.outlier.ejections(h.address) if self.outlier else 0,
-                ejected_us=self.outlier.ejected_time(h.address, end) if self.outlier else 0))
-        events = tuple(self.outlier.events) if self.outlier else ()
-        pool = self.pools.stats
-        stats = dict(self.stats)
-        stats.update({
-            "upstream_cx_total": pool.cx_total, "upstream_cx_overflow": pool.cx_overflow,
-            "upstream_cx_connect_fail": pool.cx_connect_fail,
-            "upstream_cx_max_requests": pool.cx_max_requests,
-            "upstream_rq_pending_overflow": pool.rq_pending_overflow,
-            "outlier_detection.ejections_enforced_total":
-                sum(e.action == "eject" for e in events),
-            "outlier_detection.ejections_overflow": sum(e.action == "overflow" for e in events),
-        })
-        return LoadReport(self.target, self.spec, results, tuple(hosts), events, end,
+        hosts, events, stats = [], [], Counter(self.stats)
+        for up in self.upstreams:
+            name, od = up.config.name, up.outlier
+            for h in up.config.hosts:
+                c = up.counts[h.address]
+                hosts.append(HostStats(
+                    address=h.address, pod=h.pod, routed=c["routed"], ok=c["ok"],
+                    http_5xx=c["http_5xx"], connect_failures=c["connect_failures"],
+                    resets=c["resets"], timeouts=c["timeouts"], overflows=c["overflows"],
+                    ejections=od.ejections(h.address) if od else 0,
+                    ejected_us=od.ejected_time(h.address, end) if od else 0, cluster=name))
+            events += [replace(e, cluster=name) for e in (od.events if od else ())]
+            pool = up.pools.stats
+            stats.update({
+                "upstream_cx_total": pool.cx_total, "upstream_cx_overflow": pool.cx_overflow,
+                "upstream_cx_connect_fail": pool.cx_connect_fail,
+                "upstream_cx_max_requests": pool.cx_max_requests,
+                "upstream_rq_pending_overflow": pool.rq_pending_overflow})
+        events.sort(key=lambda e: e.time_us)
+        stats["outlier_detection.ejections_enforced_total"] = \
+            sum(e.action == "eject" for e in events)
+        stats["outlier_detection.ejections_overflow"] = sum(e.action == "overflow" for e in events)
+        return LoadReport(self.target, self.spec, results, tuple(hosts), tuple(events), end,
                           FrozenDict(sorted(stats.items())))

@@ -43,6 +43,7 @@ class OutlierEvent:
     ejected_before: int = 0  # hosts already ejected when the ejection was decided
     hosts: int = 0
     duration_ms: int = 0  # for eject: min(base * backoff, max)
+    cluster: str = ""  # the Envoy cluster whose detector logged it (set by the load run)
 
 
 @dataclass(slots=True)

@@ -12,7 +12,8 @@ from netsim.fields import EMPTY, FrozenDict
 from proxy.envoy_outlier import OutlierEvent
 from proxy.envoy_policy import LoadTarget
 
-FLAG_ORDER = ("UH", "UT", "UF", "UC", "UO", "URX")  # Envoy's response flag order in access logs
+# Envoy's response flag order in access logs (StreamInfo ResponseFlag enum).
+FLAG_ORDER = ("UH", "UT", "UF", "UC", "UO", "NR", "URX", "NC")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class HostStats:
     overflows: int = 0
     ejections: int = 0
     ejected_us: int = 0
+    cluster: str = ""  # the Envoy cluster the endpoint belongs to (one pod may be in several)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +142,8 @@ def over_time(report: LoadReport, windows: int = 10) -> tuple[Window, ...]:
 
 
 def _ejected_at(events: tuple[OutlierEvent, ...], t: int) -> int:
-    state: dict[str, bool] = {}
+    state: dict[tuple[str, str], bool] = {}
     for e in events:
         if e.time_us < t and e.action in ("eject", "uneject"):
-            state[e.host] = e.action == "eject"
+            state[e.cluster, e.host] = e.action == "eject"
     return sum(state.values())

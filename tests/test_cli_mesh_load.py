@@ -216,6 +216,8 @@ def test_slow_endpoint_and_latency(capsys, cluster_file):
     (("--slow", "shop/web-0=fast"), "MS must be a positive number"),
     (("--requests", "0"), "--requests: must be at least 1"),
     (("--rate", "0"), "--rate: must be a positive number"),
+    (("--header", "end-user"), "--header: must be NAME:VALUE, got 'end-user'"),
+    (("--http", "FETCH http://web/"), "--http: unknown HTTP method 'FETCH'"),
 ])
 def test_bad_arguments_are_one_line_errors(capsys, cluster_file, argv, message):
     base = {"--from": "shop/client", "--to": "svc/shop/web:80"}
@@ -224,6 +226,64 @@ def test_bad_arguments_are_one_line_errors(capsys, cluster_file, argv, message):
     code, out, err = run(capsys, "-f", cluster_file, *args)
     assert code == EXIT_INPUT and out == ""
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+SUBSETS = """
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}, {uri: {prefix: /beta}}]
+    route: [{destination: {host: web, subset: v2}}]
+  - route:
+    - {destination: {host: web, subset: v1}, weight: 50}
+    - {destination: {host: web, subset: v2}, weight: 50}
+"""
+
+
+@pytest.fixture
+def subsets_file(tmp_path):
+    text = (CLUSTER.replace("labels: {app: web}}", "labels: {app: web, version: v1}}")
+            .replace("name: web-2, namespace: shop, labels: {app: web, version: v1}",
+                     "name: web-2, namespace: shop, labels: {app: web, version: v2}")
+            .replace("maxEjectionPercent: 100}\n",
+                     "maxEjectionPercent: 100}\n  subsets:\n"
+                     "  - {name: v1, labels: {version: v1}}\n"
+                     "  - {name: v2, labels: {version: v2}}\n"))
+    path = tmp_path / "subsets.yaml"
+    path.write_text(text + SUBSETS)
+    return str(path)
+
+
+@pytest.mark.parametrize("request_args", [("--header", "End-User: jason"),
+                                          ("--http", "GET http://web.shop/beta/home")])
+def test_the_request_selects_the_route_and_its_subset(capsys, subsets_file, request_args):
+    code, out, _ = run(capsys, "-f", subsets_file, "--from", "shop/client", "--to",
+                       "svc/shop/web:80", "--requests", "5", *request_args)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1].startswith("Cluster  outbound|80|v2|web.shop.svc.cluster.local  "
+                               "(1 ready endpoints")  # web-2 is the only v2 pod
+    assert lines[4].startswith("  VirtualService shop/web http[0]: retries 2")
+    assert "passes its match" in lines[5] and "CLUSTER" not in out
+
+
+def test_a_split_route_shows_each_cluster(capsys, subsets_file):
+    code, out, _ = run(capsys, "-f", subsets_file, "--from", "shop/client", "--to",
+                       "svc/shop/web:80", "--requests", "20", "-o", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert [(c["cluster"], c["weight"], c["endpoints"]) for c in data["config"]["clusters"]] \
+        == [("outbound|80|v1|web.shop.svc.cluster.local", 50, 2),
+            ("outbound|80|v2|web.shop.svc.cluster.local", 50, 1)]
+    assert data["config"]["route"] == 1 and data["summary"]["succeeded"] == 20
+    assert {e["cluster"].split("|")[2] for e in data["endpoints"]} == {"v1", "v2"}
+    code, out, _ = run(capsys, "-f", subsets_file, "--from", "shop/client", "--to",
+                       "svc/shop/web:80", "--requests", "20")
+    assert "weight 50" in out and "  CLUSTER   ENDPOINT" in out
 
 
 def test_argument_parsers():

@@ -242,9 +242,12 @@ def test_an_uninjected_client_gets_a_note(load_text):
     assert "does not look injected" in t.notes[0]
 
 
-def test_subsets_are_noted_not_simulated(load_text):
+def test_subsets_without_a_route_naming_them_leave_the_host_cluster(load_text):
+    # "Policies specified for subsets will not take effect until a route rule explicitly sends
+    # traffic to this subset" (Istio DestinationRule reference): every ready endpoint, the
+    # host-level trafficPolicy. Routes to subsets: tests/proxy/test_envoy_subsets.py.
     t = resolve(load_text, dr("web", "shop", "web", "loadBalancer: {simple: RANDOM}",
                               extra="  subsets: [{name: v1, labels: {version: v1}}]"))
+    assert t.cluster.name == "outbound|80||web.shop.svc.cluster.local"
     assert t.cluster.lb_policy == "RANDOM" and len(t.cluster.hosts) == 2
-    assert t.notes == ("DestinationRule shop/web subsets are not simulated: every ready "
-                       "endpoint, host-level trafficPolicy",)
+    assert t.notes == ()
