@@ -9,16 +9,13 @@ pkg/proxy/iptables/proxier.go (syncProxyRules, iptablesJumpChains) in
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from netsim.cluster import Cluster
-from netsim.model import IPV6, family
+from netsim.model import IPV6
 from proxy.kube_proxy.constants import (
-    BUILTIN_CHAINS,
     CANARY_TABLES,
     COMMENT_FORWARD_CONNTRACK,
     COMMENT_FORWARDING,
@@ -42,21 +39,16 @@ from proxy.kube_proxy.constants import (
     NFACCT_INVALID_DROPPED,
     SAVE_TABLE_ORDER,
 )
-from proxy.kube_proxy.iptables_service import (
-    LocalDetector,
-    SyncContext,
-    Writer,
-    write_service_port,
+from proxy.kube_proxy.iptables_service import SyncContext, Writer, write_service_port
+from proxy.kube_proxy.iptables_text import (
+    ensured_jumps,
+    restore_table,
+    save_table,
+    sort_rules_text,
 )
-from proxy.kube_proxy.iptables_text import restore_line, save_args, sort_rules_text
+from proxy.kube_proxy.nodelocal import local_detector, node_port_addresses
 from proxy.kube_proxy.options import LARGE_CLUSTER_ENDPOINTS, KubeProxyOptions
-from proxy.kube_proxy.serviceports import (
-    ServicePortInfo,
-    categorize,
-    endpoints,
-    node_addresses,
-    service_ports,
-)
+from proxy.kube_proxy.serviceports import categorize, endpoints, node_addresses, service_ports
 
 # ---------------------------------------------------------------- the artifact
 
@@ -116,10 +108,8 @@ class IptablesRules:
         """The full-sync payload for `iptables-restore --noflush` (ip6tables for IPv6)."""
         lines: list[str] = []
         for table in (self.filter, self.nat):
-            lines.append(f"*{table.name}")
-            lines += [f":{chain} - [0:0]" for chain in table.chains]
-            lines += [restore_line(r.chain, r.args) for r in table.rules]
-            lines.append("COMMIT")
+            lines += restore_table(table.name, table.chains,
+                                  ((r.chain, r.args) for r in table.rules))
         return "\n".join(lines) + "\n"
 
     def sorted_text(self) -> str:
@@ -127,27 +117,19 @@ class IptablesRules:
         return sort_rules_text(self.restore_text())
 
     def save_text(self) -> str:
-        """What iptables-save prints on the node afterwards (without its timestamp comment
-        lines): mangle, filter, nat; built-in chains with policy ACCEPT, then user chains by
+        """What iptables-save (nft backend) prints on the node afterwards, without its `#`
+        lines: mangle, filter, nat; built-in chains with policy ACCEPT, then user chains by
         name; every rule in iptables-save's canonical form."""
         out: list[str] = []
         for name in SAVE_TABLE_ORDER:
             table = self.table(name) if name in (FILTER, NAT) else Table(name, (), ())
-            builtins = BUILTIN_CHAINS[name]
             hooks = [h for h in self.jump_rules if h.table == name]
             users = {h.args[-1] for h in hooks} | set(table.chains)  # EnsureChain / restore
             if name in CANARY_TABLES:
                 users.add(KUBE_PROXY_CANARY)
-            by_chain: dict[str, list[tuple[str, ...]]] = defaultdict(list)
-            for chain, args in [*((h.chain, h.args) for h in hooks),
-                                *((r.chain, r.args) for r in table.rules)]:
-                by_chain[chain].append(args)
-            out.append(f"*{name}")
-            out += [f":{c} ACCEPT [0:0]" for c in builtins]
-            out += [f":{c} - [0:0]" for c in sorted(users)]
-            for chain in (*builtins, *sorted(users)):
-                out += [f"-A {chain} {save_args(args, self.ipv6)}" for args in by_chain[chain]]
-            out.append("COMMIT")
+            out += save_table(name, users, [*((h.chain, h.args) for h in hooks),
+                                            *((r.chain, r.args) for r in table.rules)],
+                              self.ipv6)
         return "\n".join(out) + "\n"
 
 
@@ -161,14 +143,13 @@ def compile_iptables(cluster: Cluster, options: KubeProxyOptions) -> IptablesRul
     fam = options.family
     ipv6 = fam == IPV6
     node = options.node
-    match_all, cidrs = _node_port_cidrs(options)
+    node_ports = node_port_addresses(options)
     # NewProxier turns localhost NodePorts off unless nodePortAddresses covers IPv4 loopback;
     # the IPv6 proxier never has them.
-    localhost = options.localhost_node_ports and not ipv6 and (
-        match_all or any(_contains_ipv4_loopback(c) for c in cidrs))
+    localhost = (options.localhost_node_ports and not ipv6
+                 and node_ports.contains_ipv4_loopback())
 
-    ports = sorted((_canonical(spi) for spi in service_ports(cluster, fam)),
-                   key=lambda s: (s.name, s.protocol))
+    ports = sorted(service_ports(cluster, fam), key=lambda s: (s.name, s.protocol))
     found = []
     for spi in ports:
         service = cluster.service(spi.namespace, spi.service)
@@ -198,7 +179,7 @@ def compile_iptables(cluster: Cluster, options: KubeProxyOptions) -> IptablesRul
         write_service_port(w, ctx, spi, categorize(spi, eps))
 
     tail = ("-m", "comment", "--comment", COMMENT_NODEPORTS_LAST)
-    if match_all:
+    if node_ports.match_all:
         dest = ["-m", "addrtype", "--dst-type", "LOCAL"]
         if ipv6:
             dest += ["!", "-d", IPV6_LOOPBACK_NET]
@@ -207,7 +188,7 @@ def compile_iptables(cluster: Cluster, options: KubeProxyOptions) -> IptablesRul
         w.nat(KUBE_SERVICES, *tail, *dest, "-j", KUBE_NODEPORTS)
     else:
         loopback = "::1" if ipv6 else "127.0.0.1"
-        for ip in _node_port_ips(cidrs, (loopback, *node_addresses(node, fam))):
+        for ip in node_ports.node_ips((loopback, *node_addresses(node, fam))):
             if ipaddress.ip_address(ip).is_loopback and (ipv6 or not localhost):
                 continue  # localhost NodePorts: never on IPv6, and only when enabled
             w.nat(KUBE_SERVICES, *tail, "-d", ip, "-j", KUBE_NODEPORTS)
@@ -232,93 +213,4 @@ def compile_iptables(cluster: Cluster, options: KubeProxyOptions) -> IptablesRul
 def jump_rules() -> tuple[HookRule, ...]:
     """iptablesJumpChains plus kubelet's KUBE-FIREWALL jumps, each ensured at position 1,
     listed in the order they end up in: per table and built-in chain, last ensured first."""
-    out = []
-    for table in SAVE_TABLE_ORDER:
-        for chain in BUILTIN_CHAINS[table]:
-            ensured = [(target, comment, extra) for t, c, target, comment, extra in JUMP_CHAINS
-                       if t == table and c == chain]
-            for target, comment, extra in reversed(ensured):
-                args = (*extra, *(("-m", "comment", "--comment", comment) if comment else ()),
-                        "-j", target)
-                out.append(HookRule(table, chain, args))
-    return tuple(out)
-
-
-def local_detector(options: KubeProxyOptions) -> LocalDetector | None:
-    """The LocalTrafficDetector for options.detect_local_mode, or None (no-op detector)."""
-    mode = options.detect_local_mode
-    if mode == "ClusterCIDR" and options.cluster_cidr:
-        return _cidr_detector(options.cluster_cidr)
-    if mode == "NodeCIDR":
-        cidr = next((c for c in options.node.pod_cidrs
-                     if family(c.split("/")[0]) == options.family), None)
-        return _cidr_detector(cidr) if cidr else None
-    if mode == "BridgeInterface" and options.bridge_interface:
-        name = options.bridge_interface
-        return LocalDetector(("-i", name), ("!", "-i", name))
-    if mode == "InterfaceNamePrefix" and options.interface_name_prefix:
-        name = options.interface_name_prefix + "+"
-        return LocalDetector(("-i", name), ("!", "-i", name))
-    return None
-
-
-def _cidr_detector(cidr: str) -> LocalDetector:
-    net = str(ipaddress.ip_network(cidr, strict=False))
-    return LocalDetector(("-s", net), ("!", "-s", net))
-
-
-def _node_port_cidrs(options: KubeProxyOptions) -> tuple[bool, tuple[str, ...]]:
-    """NodePortAddresses (pkg/proxy/util): (match all, CIDRs of this family). "primary" is
-    the node's IP of the family; with no CIDR of the family left it matches every address."""
-    bits = 128 if options.ipv6 else 32
-    cidrs: list[str] = []
-    for entry in options.node_port_addresses:
-        if entry == "primary":
-            ip = options.node.ip(options.family)
-            if ip:
-                cidrs.append(f"{ip}/{bits}")
-        elif family(entry.split("/")[0]) == options.family:
-            cidrs.append(str(ipaddress.ip_network(entry, strict=False)))
-    if not cidrs or any(ipaddress.ip_network(c).prefixlen == 0 for c in cidrs):
-        return (True, ())
-    return (False, tuple(cidrs))
-
-
-def _contains_ipv4_loopback(cidr: str) -> bool:
-    net = ipaddress.ip_network(cidr)
-    return net.version == 4 and (net.network_address.is_loopback
-                                 or ipaddress.ip_address("127.0.0.0") in net)
-
-
-def _node_port_ips(cidrs: tuple[str, ...], interface_ips: tuple[str, ...]) -> list[str]:
-    """GetNodeIPs: the node's interface addresses inside any of the CIDRs, in order."""
-    out: list[str] = []
-    for ip in interface_ips:
-        if ip not in out and any(_contains(c, ip) for c in cidrs):
-            out.append(ip)
-    return out
-
-
-def _contains(cidr: str, ip: str) -> bool:
-    net = ipaddress.ip_network(cidr, strict=False)
-    addr = ipaddress.ip_address(ip)
-    return addr.version == net.version and addr in net
-
-
-@functools.lru_cache(maxsize=1 << 18)
-def _ip(text: str) -> str:
-    """ParseIPSloppy then String(): IPv4 octets with leading zeros read as decimal."""
-    text = text.strip()
-    if ":" not in text and "." in text:
-        text = ".".join(str(int(part, 10)) for part in text.split("."))
-    return str(ipaddress.ip_address(text))
-
-
-def _canonical(spi: ServicePortInfo) -> ServicePortInfo:
-    """The port's addresses re-printed as kube-proxy prints them (net.IP / IPNet String)."""
-    return replace(
-        spi, cluster_ip=_ip(spi.cluster_ip),
-        external_ips=tuple(_ip(ip) for ip in spi.external_ips),
-        lb_ips=tuple(_ip(ip) for ip in spi.lb_ips),
-        source_ranges=tuple(str(ipaddress.ip_network(r.strip(), strict=False))
-                            for r in spi.source_ranges))
+    return tuple(HookRule(*jump) for jump in ensured_jumps(JUMP_CHAINS, SAVE_TABLE_ORDER))

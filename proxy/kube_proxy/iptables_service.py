@@ -6,7 +6,6 @@ writeServiceToEndpointRules) in ../shared/reference/kube-proxy.md sections 4 and
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
 from proxy.kube_proxy.constants import (
@@ -22,16 +21,8 @@ from proxy.kube_proxy.constants import (
     SVC_PREFIX,
     SVL_PREFIX,
 )
+from proxy.kube_proxy.nodelocal import LocalDetector, contains
 from proxy.kube_proxy.serviceports import Categorized, EndpointInfo, ServicePortInfo
-
-
-@dataclass(frozen=True, slots=True)
-class LocalDetector:
-    """kube-proxy's LocalTrafficDetector: the match args for "from a local pod" and its
-    negation (IfLocal / IfNotLocal)."""
-
-    if_local: tuple[str, ...]
-    if_not_local: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +64,12 @@ def write_service_port(w: Writer, ctx: SyncContext, spi: ServicePortInfo,
     name, proto = spi.name, spi.protocol
     p = ("-m", proto, "-p", proto)
     port = str(spi.port)
-    svc_chain = SVC_PREFIX + spi.chain_suffix
-    svl_chain = SVL_PREFIX + spi.chain_suffix
-    ext_chain = EXT_PREFIX + spi.chain_suffix
-    fw_chain = FW_PREFIX + spi.chain_suffix
+    suffix = spi.chain_suffix
+    svc_chain, svl_chain = SVC_PREFIX + suffix, SVL_PREFIX + suffix
+    ext_chain, fw_chain = EXT_PREFIX + suffix, FW_PREFIX + suffix
+    # Each endpoint's KUBE-SEP chain, hashed once for the SVC, SVL and SEP rules that name it
+    # (cat.all is the union of cat.cluster and cat.local: allReachableEndpoints).
+    seps = {ep.endpoint: ep.chain(spi) for ep in cat.all}
     has_any = cat.has_any
     uses_svc = bool(cat.cluster) and spi.uses_cluster_endpoints
     uses_svl = bool(cat.local) and spi.uses_local_endpoints
@@ -182,7 +175,7 @@ def write_service_port(w: Writer, ctx: SyncContext, spi: ServicePortInfo,
         allow_from_node = False
         for cidr in spi.source_ranges:
             w.nat(fw_chain, *head, "-s", cidr, "-j", ext_chain)
-            if ctx.node_ip is not None and _contains(cidr, ctx.node_ip):
+            if ctx.node_ip is not None and contains(cidr, ctx.node_ip):
                 allow_from_node = True
         if allow_from_node:  # node-to-VIP traffic loops back with the VIP as source
             for ip in spi.lb_ips:
@@ -192,13 +185,13 @@ def write_service_port(w: Writer, ctx: SyncContext, spi: ServicePortInfo,
 
     if uses_svc:
         w.nat_chains.append(svc_chain)
-        _write_endpoint_jumps(w, ctx, spi, svc_chain, cat.cluster)
+        _write_endpoint_jumps(w, ctx, spi, svc_chain, cat.cluster, seps)
     if uses_svl:
         w.nat_chains.append(svl_chain)
-        _write_endpoint_jumps(w, ctx, spi, svl_chain, cat.local)
+        _write_endpoint_jumps(w, ctx, spi, svl_chain, cat.local, seps)
 
     for ep in cat.all:
-        sep = ep.chain(spi)
+        sep = seps[ep.endpoint]
         w.nat_chains.append(sep)
         head = () if ctx.large_cluster else _comment(name)
         w.nat(sep, *head, "-s", ep.ip, "-j", KUBE_MARK_MASQ)  # hairpin
@@ -207,29 +200,25 @@ def write_service_port(w: Writer, ctx: SyncContext, spi: ServicePortInfo,
 
 
 def _write_endpoint_jumps(w: Writer, ctx: SyncContext, spi: ServicePortInfo, chain: str,
-                          endpoints: tuple[EndpointInfo, ...]) -> None:
-    """writeServiceToEndpointRules: affinity checks first, then 1/(n-i) random picks."""
+                          endpoints: tuple[EndpointInfo, ...], seps: dict[str, str]) -> None:
+    """writeServiceToEndpointRules: affinity checks first, then 1/(n-i) random picks;
+    `seps` maps each endpoint to its KUBE-SEP chain."""
     def head(ep: EndpointInfo) -> tuple[str, ...]:
         return () if ctx.large_cluster else _comment(f"{spi.name} -> {ep.endpoint}")
 
     if spi.sticky_seconds:
         for ep in endpoints:
-            sep = ep.chain(spi)
+            sep = seps[ep.endpoint]
             w.nat(chain, *head(ep), "-m", "recent", "--name", sep, "--rcheck",
                   "--seconds", str(spi.sticky_seconds), "--reap", "-j", sep)
     n = len(endpoints)
     for i, ep in enumerate(endpoints):
         pick = ("-m", "statistic", "--mode", "random", "--probability",
                 probability(n - i)) if i < n - 1 else ()
-        w.nat(chain, *head(ep), *pick, "-j", ep.chain(spi))
+        w.nat(chain, *head(ep), *pick, "-j", seps[ep.endpoint])
 
 
 def probability(n: int) -> str:
     """computeProbability: 1/n printed with %0.10f."""
     return f"{1.0 / n:0.10f}"
 
-
-def _contains(cidr: str, ip: str) -> bool:
-    net = ipaddress.ip_network(cidr, strict=False)
-    addr = ipaddress.ip_address(ip)
-    return addr.version == net.version and addr in net

@@ -1,8 +1,9 @@
 """Text forms of iptables rules: restore lines, iptables-save's canonical form, the test sort.
 
-Facts from ../shared/reference/kube-proxy.md section 12, checked against iptables 1.8.9
-(nf_tables) in a network namespace: iptables-save prints addresses, interfaces and the
-protocol first, then the matches in the order given, each in its own canonical spelling.
+Shared by the iptables and IPVS proxiers. Facts from ../shared/reference/kube-proxy.md
+section 12, checked against iptables 1.8.9 (nf_tables) in a network namespace: iptables-save
+prints addresses, interfaces and the protocol first, then the matches in the order given,
+each in its own canonical spelling.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import ipaddress
 import math
 import shlex
 from collections.abc import Iterable, Sequence
+
+from proxy.kube_proxy.constants import BUILTIN_CHAINS, PROTOCOL_NUMBERS
 
 # ---------------------------------------------------------------- restore text
 
@@ -23,6 +26,35 @@ def quote(arg: str) -> str:
 
 def restore_line(chain: str, args: Sequence[str]) -> str:
     return " ".join(["-A", chain, *map(quote, args)])
+
+
+def restore_table(name: str, chains: Iterable[str],
+                  rules: Iterable[tuple[str, Sequence[str]]]) -> list[str]:
+    """One table of an iptables-restore payload: its chain lines, (chain, args) rules in
+    order, COMMIT."""
+    return [f"*{name}", *(f":{chain} - [0:0]" for chain in chains),
+            *(restore_line(chain, args) for chain, args in rules), "COMMIT"]
+
+
+# ---------------------------------------------------------------- the jump rules
+
+
+def ensured_jumps(rows: Iterable[tuple[str, str, str, str, tuple[str, ...]]],
+                  tables: Iterable[str]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(table, built-in chain, args) for jump rules given as (table, built-in chain, target,
+    comment, extra match args) in the order kube-proxy ensures them, each inserted at
+    position 1: per table (in `tables` order) and built-in chain, the last ensured first."""
+    rows = tuple(rows)
+    out = []
+    for table in tables:
+        for chain in BUILTIN_CHAINS[table]:
+            ensured = [(target, comment, extra) for t, c, target, comment, extra in rows
+                       if t == table and c == chain]
+            for target, comment, extra in reversed(ensured):
+                args = (*extra, *(("-m", "comment", "--comment", comment) if comment else ()),
+                        "-j", target)
+                out.append((table, chain, args))
+    return out
 
 
 # ---------------------------------------------------------------- iptables-save canonical form
@@ -93,6 +125,10 @@ def _canonical_match(name: str, tokens: Sequence[str], ipv6: bool) -> list[str]:
                         "--rsource"]
     if name == "nfacct":  # libxt_nfacct prints the name after two spaces
         return words + ["--nfacct-name  " + opts[0][2][0]]
+    if name == "ipvs":  # libxt_ipvs prints --vproto (as a number), --vaddr, --vport in order
+        given = {opt: vals[0] for _, opt, vals in opts}
+        return words + ["--vproto", str(PROTOCOL_NUMBERS[given["--vproto"]]),
+                        "--vaddr", _address(given["--vaddr"], ipv6), "--vport", given["--vport"]]
     for neg, opt, vals in opts:
         if neg:
             words.append("!")
@@ -151,6 +187,24 @@ def save_args(args: Sequence[str], ipv6: bool) -> str:
         words += (_canonical_match(name, tokens, ipv6) if kind == "m"
                   else _canonical_target(name, tokens, ipv6))
     return " ".join(words)
+
+
+def save_table(name: str, user_chains: Iterable[str], rules: Iterable[tuple[str, Sequence[str]]],
+               ipv6: bool) -> list[str]:
+    """One table as iptables-save prints it on a fresh node (no `#` lines, zero counters):
+    built-in chains in hook order with policy ACCEPT, user chains by name, then the (chain,
+    args) rules chain by chain in that order, each in canonical form."""
+    builtins = BUILTIN_CHAINS[name]
+    users = sorted(set(user_chains))
+    by_chain: dict[str, list[Sequence[str]]] = {}
+    for chain, args in rules:
+        by_chain.setdefault(chain, []).append(args)
+    out = [f"*{name}", *(f":{c} ACCEPT [0:0]" for c in builtins),
+           *(f":{c} - [0:0]" for c in users)]
+    for chain in (*builtins, *users):
+        out += [f"-A {chain} {save_args(args, ipv6)}" for args in by_chain.get(chain, ())]
+    out.append("COMMIT")
+    return out
 
 
 # ---------------------------------------------------------------- the upstream unit-test sort

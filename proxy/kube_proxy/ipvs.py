@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from netsim.cluster import Cluster
-from netsim.model import IPV6, family
+from netsim.model import IPV6
 from proxy.kube_proxy import ipvs_sets as S
+from proxy.kube_proxy.constants import PROTOCOL_NUMBERS
 from proxy.kube_proxy.ipvs_rules import (
     NoNodeAccess,
     Rule,
@@ -32,6 +33,7 @@ from proxy.kube_proxy.ipvs_rules import (
     save_text,
 )
 from proxy.kube_proxy.ipvs_sets import IpSet
+from proxy.kube_proxy.nodelocal import contains, local_detector, node_port_addresses
 from proxy.kube_proxy.options import KubeProxyOptions
 from proxy.kube_proxy.serviceports import (
     EndpointInfo,
@@ -48,7 +50,6 @@ DEFAULT_SCHEDULER = "rr"
 FLAG_PERSISTENT = 0x1
 FLAG_SOURCE_HASH = 0x10
 _SCHED_FLAGS = (0x8, 0x10, 0x20)  # IP_VS_SVC_F_SCHED1..3
-_PROTOCOL_NUMBERS = {"TCP": 6, "UDP": 17, "SCTP": 132}
 
 CLUSTER_IP, EXTERNAL_IP, LOAD_BALANCER, NODE_PORT = (
     "ClusterIP", "ExternalIP", "LoadBalancer", "NodePort")
@@ -152,7 +153,7 @@ def compile_ipvs(cluster: Cluster, options: KubeProxyOptions) -> IpvsState:
     ipv6 = fam == IPV6
     local_ips = node_addresses(node, fam)
     node_ip = node.ip(fam) or ("::1" if ipv6 else "127.0.0.1")
-    nodeport_ips = _nodeport_ips(options, local_ips, node_ip)
+    nodeport_ips = _nodeport_ips(options, local_ips)
     scheduler = options.ipvs_scheduler or DEFAULT_SCHEDULER
     base_flags = FLAG_SOURCE_HASH if scheduler == "mh" else 0
     entries: dict[str, set[str]] = {info.name: set() for info in S.SET_INFO}
@@ -201,8 +202,7 @@ def compile_ipvs(cluster: Cluster, options: KubeProxyOptions) -> IpvsState:
                 for cidr in spi.source_ranges:
                     entries[S.LOAD_BALANCER_SOURCE_CIDR].add(
                         S.hash_ip_port_net(ip, proto, spi.port, cidr))
-                    if ipaddress.ip_address(node_ip) in ipaddress.ip_network(cidr,
-                                                                              strict=False):
+                    if contains(cidr, node_ip):
                         allow_from_node = True
                 if allow_from_node:  # the node reaches its own VIP with the VIP as source
                     entries[S.LOAD_BALANCER_SOURCE_IP].add(
@@ -234,10 +234,11 @@ def compile_ipvs(cluster: Cluster, options: KubeProxyOptions) -> IpvsState:
                              comment=info.comment, family="inet6" if ipv6 else "inet",
                              entries=tuple(sorted(entries[info.name], key=S.entry_key)))
             for info in S.SET_INFO}
+    detector = local_detector(options)
     rules = build_rules(sets, ipv6=ipv6, mark=options.mark,
                         masquerade_all=options.masquerade_all,
-                        not_local=_not_local(options), random_fully=options.random_fully,
-                        no_node_access=no_node_access)
+                        not_local=detector.if_not_local if detector else (),
+                        random_fully=options.random_fully, no_node_access=no_node_access)
     return IpvsState(
         node=node.name, family=fam,
         virtual_servers=tuple(ipvsadm_order(servers.values())),
@@ -265,39 +266,14 @@ def _real_servers(spi: ServicePortInfo,
     return pick
 
 
-def _nodeport_ips(options: KubeProxyOptions, local_ips: tuple[str, ...],
-                  node_ip: str) -> tuple[str, ...]:
+def _nodeport_ips(options: KubeProxyOptions, local_ips: tuple[str, ...]) -> tuple[str, ...]:
     """The addresses NodePort virtual servers listen on: all local addresses when
-    nodePortAddresses is empty (or a zero CIDR), else those inside the CIDRs ("primary" is
-    the node IP), loopback excluded."""
-    cidrs = []
-    for c in options.node_port_addresses:
-        if c == "primary":
-            c = node_ip
-        net = ipaddress.ip_network(c, strict=False)
-        if net.prefixlen == 0:
-            return local_ips
-        cidrs.append(net)
-    if not cidrs:
+    nodePortAddresses matches all, else those inside its CIDRs, loopback excluded."""
+    node_ports = node_port_addresses(options)
+    if node_ports.match_all:
         return local_ips
-    return tuple(ip for ip in local_ips if not ipaddress.ip_address(ip).is_loopback
-                 and any(ipaddress.ip_address(ip) in n for n in cidrs))
-
-
-def _not_local(options: KubeProxyOptions) -> tuple[str, ...]:
-    """The local-traffic detector's IfNotLocal() arguments (pkg/proxy/util/localdetector.go)."""
-    mode = options.detect_local_mode
-    if mode == "ClusterCIDR" and options.cluster_cidr:
-        return ("!", "-s", options.cluster_cidr)
-    if mode == "NodeCIDR":
-        cidr = next((c for c in options.node.pod_cidrs
-                     if family(c.split("/")[0]) == options.family), None)
-        return ("!", "-s", cidr) if cidr else ()
-    if mode == "BridgeInterface" and options.bridge_interface:
-        return ("!", "-i", options.bridge_interface)
-    if mode == "InterfaceNamePrefix" and options.interface_name_prefix:
-        return ("!", "-i", options.interface_name_prefix + "+")
-    return ()
+    return tuple(ip for ip in node_ports.node_ips(local_ips)
+                 if not ipaddress.ip_address(ip).is_loopback)
 
 
 def _sysctls(options: KubeProxyOptions) -> tuple[tuple[str, str], ...]:
@@ -350,7 +326,7 @@ def _glibc_msort(items: list, cmp: Callable[[object, object], int]) -> list:
 
 
 def _service_cmp(a: VirtualServer, b: VirtualServer) -> int:
-    return (_PROTOCOL_NUMBERS[a.protocol] - _PROTOCOL_NUMBERS[b.protocol]
+    return (PROTOCOL_NUMBERS[a.protocol.lower()] - PROTOCOL_NUMBERS[b.protocol.lower()]
             or _address_cmp(a.address, b.address) or a.port - b.port)
 
 
@@ -368,7 +344,7 @@ def ipvsadm_order(servers: Iterable[VirtualServer]) -> list[VirtualServer]:
     The kernel hands ipvsadm its hash-table order, which netsim does not know; the input
     here is numeric order. The two can only disagree when a family's addresses span more
     than half the address space (then the comparator has cycles)."""
-    listed = sorted(servers, key=lambda v: (_PROTOCOL_NUMBERS[v.protocol],
+    listed = sorted(servers, key=lambda v: (PROTOCOL_NUMBERS[v.protocol.lower()],
                                             *_numeric(v.address, v.port)))
     out = []
     for vs in _glibc_msort(listed, _service_cmp):

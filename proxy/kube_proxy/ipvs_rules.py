@@ -8,45 +8,42 @@ for non-empty sets, except the fixed KUBE-IPVS-FILTER and health-check rules.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from proxy.kube_proxy import ipvs_sets as S
+from proxy.kube_proxy.constants import (
+    COMMENT_FORWARD_CONNTRACK,
+    COMMENT_FORWARDING,
+    COMMENT_SNAT,
+    FILTER,
+    IPV4_LOOPBACK_NET,
+    IPV6_LOOPBACK_NET,
+    IPVS_CHAINS,
+    IPVS_JUMP_CHAINS,
+    KUBE_FORWARD,
+    KUBE_IPVS_FILTER,
+    KUBE_IPVS_OUT_FILTER,
+    KUBE_LOAD_BALANCER,
+    KUBE_MARK_MASQ,
+    KUBE_NODE_PORT,
+    KUBE_POSTROUTING,
+    KUBE_PROXY_FIREWALL,
+    KUBE_SERVICES,
+    KUBE_SOURCE_RANGES_FIREWALL,
+    NAT,
+    SAVE_TABLE_ORDER,
+)
+from proxy.kube_proxy.iptables_text import (
+    ensured_jumps,
+    restore_line,
+    restore_table,
+    save_table,
+)
 from proxy.kube_proxy.ipvs_sets import IpSet
 
-NAT, FILTER = "nat", "filter"
-
-KUBE_SERVICES = "KUBE-SERVICES"
-KUBE_POSTROUTING = "KUBE-POSTROUTING"
-KUBE_NODE_PORT = "KUBE-NODE-PORT"  # sic: IPVS mode's name, not iptables mode's KUBE-NODEPORTS
-KUBE_LOAD_BALANCER = "KUBE-LOAD-BALANCER"
-KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
-KUBE_FORWARD = "KUBE-FORWARD"
-KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
-KUBE_SOURCE_RANGES_FIREWALL = "KUBE-SOURCE-RANGES-FIREWALL"
-KUBE_IPVS_FILTER = "KUBE-IPVS-FILTER"
-KUBE_IPVS_OUT_FILTER = "KUBE-IPVS-OUT-FILTER"
-
-# iptablesChains: declared (and so flushed) in every restore payload, in this order.
-CHAINS: dict[str, tuple[str, ...]] = {
-    NAT: (KUBE_SERVICES, KUBE_POSTROUTING, KUBE_NODE_PORT, KUBE_LOAD_BALANCER, KUBE_MARK_MASQ),
-    FILTER: (KUBE_FORWARD, KUBE_NODE_PORT, KUBE_PROXY_FIREWALL, KUBE_SOURCE_RANGES_FIREWALL,
-             KUBE_IPVS_FILTER, KUBE_IPVS_OUT_FILTER),
-}
-
-# iptablesJumpChain: (table, built-in chain, target chain, comment), in the order ensured.
-JUMPS: tuple[tuple[str, str, str, str], ...] = (
-    (NAT, "OUTPUT", KUBE_SERVICES, "kubernetes service portals"),
-    (NAT, "PREROUTING", KUBE_SERVICES, "kubernetes service portals"),
-    (NAT, "POSTROUTING", KUBE_POSTROUTING, "kubernetes postrouting rules"),
-    (FILTER, "FORWARD", KUBE_FORWARD, "kubernetes forwarding rules"),
-    (FILTER, "INPUT", KUBE_NODE_PORT, "kubernetes health check rules"),
-    (FILTER, "INPUT", KUBE_PROXY_FIREWALL, "kube-proxy firewall rules"),
-    (FILTER, "FORWARD", KUBE_PROXY_FIREWALL, "kube-proxy firewall rules"),
-    (FILTER, "INPUT", KUBE_IPVS_FILTER, "kubernetes ipvs access filter"),
-    (FILTER, "OUTPUT", KUBE_IPVS_OUT_FILTER, "kubernetes ipvs access filter"),
-)
+# The tables IPVS mode writes to, in the order iptables-save prints them.
+_SAVED_TABLES = tuple(t for t in SAVE_TABLE_ORDER if t in IPVS_CHAINS)
 
 # ipsetWithIptablesChain: (set, table, from chain, target, match flags, -p protocol).
 # The -LOCAL node-port sets come before their masquerading counterparts on purpose.
@@ -68,11 +65,6 @@ SET_CHAINS: tuple[tuple[str, str, str, str, str, str], ...] = (
      ""),
 )
 
-BUILTIN_CHAINS = {FILTER: ("INPUT", "FORWARD", "OUTPUT"),
-                  NAT: ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")}
-SAVE_TABLE_ORDER = (FILTER, NAT)  # iptables-save 1.8.9 (nf_tables) prints filter first
-_PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132}
-
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -93,10 +85,7 @@ class Rule:
             else None
 
     def restore_line(self) -> str:
-        return " ".join(["-A", self.chain, *(_quote(a) for a in self.args)])
-
-    def save_line(self, ipv6: bool) -> str:
-        return f"-A {self.chain} {save_args(self.args, ipv6)}"
+        return restore_line(self.chain, self.args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +117,8 @@ def build_rules(sets: Mapping[str, IpSet], *, ipv6: bool, mark: str, masquerade_
     def full(base: str) -> bool:
         return bool(sets[base].entries)
 
-    add(nat, KUBE_SERVICES, "-s", "::1/128" if ipv6 else "127.0.0.0/8", "-j", "RETURN")
+    add(nat, KUBE_SERVICES, "-s", IPV6_LOOPBACK_NET if ipv6 else IPV4_LOOPBACK_NET,
+        "-j", "RETURN")
     for base, table, chain, target, flags, proto in SET_CHAINS:
         if full(base):
             add(nat if table == NAT else filt, chain, *(("-p", proto) if proto else ()),
@@ -160,9 +150,9 @@ def build_rules(sets: Mapping[str, IpSet], *, ipv6: bool, mark: str, masquerade_
         if full(base):
             add(nat, KUBE_SERVICES, "-m", "set", "--match-set", name(base), "dst,dst",
                 "-j", "ACCEPT")
-    add(filt, KUBE_FORWARD, "-m", "comment", "--comment", "kubernetes forwarding rules",
+    add(filt, KUBE_FORWARD, "-m", "comment", "--comment", COMMENT_FORWARDING,
         "-m", "mark", "--mark", f"{mark}/{mark}", "-j", "ACCEPT")
-    add(filt, KUBE_FORWARD, "-m", "comment", "--comment", "kubernetes forwarding conntrack rule",
+    add(filt, KUBE_FORWARD, "-m", "comment", "--comment", COMMENT_FORWARD_CONNTRACK,
         "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
     add(filt, KUBE_NODE_PORT, *comment(S.HEALTH_CHECK_NODE_PORT), "-m", "set", "--match-set",
         name(S.HEALTH_CHECK_NODE_PORT), "dst", "-j", "ACCEPT")
@@ -175,8 +165,7 @@ def build_rules(sets: Mapping[str, IpSet], *, ipv6: bool, mark: str, masquerade_
         "--match-set", name(S.IPVS_IPS), "dst", "-j", "REJECT")
     add(nat, KUBE_POSTROUTING, "-m", "mark", "!", "--mark", f"{mark}/{mark}", "-j", "RETURN")
     add(nat, KUBE_POSTROUTING, "-j", "MARK", "--xor-mark", mark)
-    add(nat, KUBE_POSTROUTING, "-m", "comment", "--comment",
-        "kubernetes service traffic requiring SNAT", "-j", "MASQUERADE",
+    add(nat, KUBE_POSTROUTING, "-m", "comment", "--comment", COMMENT_SNAT, "-j", "MASQUERADE",
         *(("--random-fully",) if random_fully else ()))
     add(nat, KUBE_MARK_MASQ, "-j", "MARK", "--or-mark", mark)
     return tuple(nat + filt)
@@ -185,116 +174,27 @@ def build_rules(sets: Mapping[str, IpSet], *, ipv6: bool, mark: str, masquerade_
 def hook_rules() -> tuple[Rule, ...]:
     """The jump rules from the built-in chains, in the order they end up: each is ensured
     with "insert at position 1", so within one built-in chain the last ensured comes first."""
-    out: list[Rule] = []
-    for table in SAVE_TABLE_ORDER:
-        for builtin in BUILTIN_CHAINS[table]:
-            rows = [j for j in JUMPS if j[0] == table and j[1] == builtin]
-            out += [Rule(table, builtin, ("-m", "comment", "--comment", text, "-j", target))
-                    for _, _, target, text in reversed(rows)]
-    return tuple(out)
+    rows = ((table, chain, target, comment, ()) for table, chain, target, comment
+            in IPVS_JUMP_CHAINS)
+    return tuple(Rule(*jump) for jump in ensured_jumps(rows, _SAVED_TABLES))
 
 
 def restore_text(rules: Sequence[Rule]) -> str:
     """The iptables-restore --noflush payload: *nat (chains, rules, COMMIT), then *filter."""
     lines: list[str] = []
     for table in (NAT, FILTER):
-        lines.append(f"*{table}")
-        lines += [f":{chain} - [0:0]" for chain in CHAINS[table]]
-        lines += [r.restore_line() for r in rules if r.table == table]
-        lines.append("COMMIT")
+        lines += restore_table(table, IPVS_CHAINS[table],
+                               ((r.chain, r.args) for r in rules if r.table == table))
     return "\n".join(lines) + "\n"
 
 
 def save_text(rules: Sequence[Rule], hooks: Sequence[Rule], ipv6: bool) -> str:
-    """What iptables-save prints for kube-proxy's part of a fresh node (counters zero, no
-    `#` comment lines): built-in chains in hook order, user chains by name, then the rules
-    chain by chain in that order, each in canonical spelling."""
+    """What iptables-save (nft backend) prints for kube-proxy's part of a fresh node
+    (counters zero, no `#` comment lines): built-in chains in hook order, user chains by
+    name, then the rules chain by chain in that order, each in canonical spelling."""
     lines: list[str] = []
-    for table in SAVE_TABLE_ORDER:
-        chains = list(BUILTIN_CHAINS[table]) + sorted(CHAINS[table])
-        lines.append(f"*{table}")
-        lines += [f":{c} ACCEPT [0:0]" for c in BUILTIN_CHAINS[table]]
-        lines += [f":{c} - [0:0]" for c in sorted(CHAINS[table])]
-        for chain in chains:
-            lines += [r.save_line(ipv6) for r in (*hooks, *rules)
-                      if r.table == table and r.chain == chain]
-        lines.append("COMMIT")
+    for table in _SAVED_TABLES:
+        lines += save_table(table, IPVS_CHAINS[table],
+                            ((r.chain, r.args) for r in (*hooks, *rules) if r.table == table),
+                            ipv6)
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------- canonical (iptables-save) form
-
-_IP_PART = {"-s": 0, "-d": 1, "-i": 2, "-o": 3, "-p": 4}
-_BARE = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def _quote(arg: str) -> str:
-    return f'"{arg}"' if not arg or any(c.isspace() for c in arg) else arg
-
-
-def _save_string(value: str) -> str:
-    """xtables_save_string: bare when only [_-0-9A-Za-z], else double-quoted."""
-    if value and all(c in _BARE for c in value):
-        return value
-    return '"' + "".join("\\" + c if c in "\"\\'" else c for c in value) + '"'
-
-
-def _host(value: str, ipv6: bool) -> str:
-    if "/" in value:
-        return str(ipaddress.ip_network(value, strict=False))
-    return f"{ipaddress.ip_address(value)}/{128 if ipv6 else 32}"
-
-
-def _hex(value: str) -> str:
-    return f"0x{int(value, 16):x}"
-
-
-def save_args(args: Sequence[str], ipv6: bool) -> str:
-    """A rule's arguments as iptables-save prints them back: -s/-d/-i/-o/-p first (hosts
-    with a prefix length), then the matches in order, each canonical, then the target."""
-    ip_part: dict[int, list[str]] = {}
-    blocks: list[tuple[str, str, list[str]]] = []
-    negate = False
-    i = 0
-    while i < len(args):
-        tok = args[i]
-        if tok == "!" and i + 1 < len(args) and args[i + 1] in _IP_PART:
-            negate, i = True, i + 1
-            continue
-        if tok in _IP_PART:
-            value = _host(args[i + 1], ipv6) if tok in ("-s", "-d") else args[i + 1]
-            ip_part[_IP_PART[tok]] = (["!"] if negate else []) + [tok, value]
-            negate, i = False, i + 2
-        elif tok in ("-m", "-j"):
-            blocks.append((tok, args[i + 1], []))
-            i += 2
-        else:
-            blocks[-1][2].append(tok)
-            i += 1
-    words = [w for k in sorted(ip_part) for w in ip_part[k]]
-    for kind, name, opts in blocks:
-        words += _match(name, opts, ipv6) if kind == "-m" else _target(name, opts, ipv6)
-    return " ".join(words)
-
-
-def _match(name: str, opts: list[str], ipv6: bool) -> list[str]:
-    if name == "comment":
-        return ["-m", "comment", "--comment", _save_string(opts[1])]
-    if name == "mark":
-        return ["-m", "mark", *opts[:-1], "/".join(_hex(v) for v in opts[-1].split("/"))]
-    if name == "ipvs":  # libxt_ipvs prints --vproto (as a number), --vaddr, --vport in order
-        given = dict(zip(opts[::2], opts[1::2], strict=True))
-        return ["-m", "ipvs", "--vproto", str(_PROTOCOL_NUMBERS[given["--vproto"]]),
-                "--vaddr", _host(given["--vaddr"], ipv6), "--vport", given["--vport"]]
-    return ["-m", name, *opts]  # set, addrtype, physdev, conntrack: printed as given
-
-
-def _target(name: str, opts: list[str], ipv6: bool) -> list[str]:
-    if name == "MARK" and opts[0] in ("--or-mark", "--xor-mark"):
-        value = _hex(opts[1])
-        mask = value if opts[0] == "--or-mark" else "0x0"
-        return ["-j", "MARK", "--set-xmark", f"{value}/{mask}"]
-    if name == "REJECT" and not opts:
-        return ["-j", "REJECT", "--reject-with",
-                "icmp6-port-unreachable" if ipv6 else "icmp-port-unreachable"]
-    return ["-j", name, *opts]

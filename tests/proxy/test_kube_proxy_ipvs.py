@@ -21,6 +21,7 @@ import yaml
 
 from netsim.cluster import Cluster, load
 from proxy.kube_proxy import ipvs_sets as S
+from proxy.kube_proxy.constants import IPVS_JUMP_CHAINS
 from proxy.kube_proxy.ipvs import (
     FLAG_PERSISTENT,
     FLAG_SOURCE_HASH,
@@ -30,7 +31,6 @@ from proxy.kube_proxy.ipvs import (
     compile_ipvs,
     ipvsadm_order,
 )
-from proxy.kube_proxy.ipvs_rules import JUMPS
 from proxy.kube_proxy.ipvs_sets import IpSet
 from proxy.kube_proxy.options import options_for
 
@@ -597,7 +597,7 @@ def test_kernel_agrees_with_save_text_and_ipset_list(fixture: str, node: str, fa
             creates += [f"add {s.name} {m}" for m in s.members]
         run("ipset", "restore", stdin="\n".join(creates) + "\n")
         run(f"{tool}-restore", "--noflush", stdin=state.restore_text())
-        for table_name, builtin, target, text in JUMPS:
+        for table_name, builtin, target, text in IPVS_JUMP_CHAINS:
             run(tool, "-t", table_name, "-I", builtin, "1", "-m", "comment", "--comment", text,
                 "-j", target)
         saved = "".join(line for line in run(f"{tool}-save").splitlines(True)
