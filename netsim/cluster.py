@@ -289,7 +289,7 @@ def _dns_addon(settings: Settings, pools: Any, pods: list[Pod], workloads: list[
     taken = {ip for s in services for ip in s.cluster_ips}
     ip = dns_addon.dns_ip(str(pools.service[pools.families[0]]), taken)
     services.append(dns_addon.kube_dns_service(ip))
-    where = ip or "the tenth address of the service range is taken: a free one"
+    where = ip or "the tenth address of the service range is taken or missing: a free one"
     made = [f"Service kube-system/kube-dns ({where})"]
     new: list[Pod] = []
     if not dns_addon.has_dns_pods(pods, workloads):

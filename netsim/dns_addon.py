@@ -41,8 +41,12 @@ def has_dns_pods(pods: list[Pod], workloads: list[Workload]) -> bool:
 
 
 def dns_ip(service_cidr: str, taken: set[str]) -> str | None:
-    """kubeadm's DNS address (GetDNSIP: the tenth of the range), None when a Service holds it."""
-    ip = str(ipaddress.ip_network(service_cidr).network_address + KUBEADM_DNS_INDEX)
+    """kubeadm's DNS address (GetDNSIP: the tenth of the range), None when a Service holds it
+    or the range is too small to have one."""
+    net = ipaddress.ip_network(service_cidr)
+    if net.num_addresses <= KUBEADM_DNS_INDEX + 1:
+        return None
+    ip = str(net.network_address + KUBEADM_DNS_INDEX)
     return None if ip in taken else ip
 
 

@@ -134,6 +134,12 @@ def test_a_taken_tenth_address_gets_a_free_one():
     assert any("the tenth address of the service range is taken" in w for w in c.warnings)
 
 
+def test_a_range_without_a_tenth_address_gets_a_free_one():
+    c = load_yaml(config("serviceCIDRs: [10.100.0.0/29]\n") + NODES + APP)
+    (ip,) = c.service("kube-system", "kube-dns").cluster_ips
+    assert ip in {f"10.100.0.{i}" for i in range(1, 7)} - {c.service("app", "web").cluster_ip}
+
+
 def test_dns_disabled_leaves_it_out():
     c = _app(dns="dns: {disabled: true}\n")
     assert c.service("kube-system", "kube-dns") is None and not c.pods_in("kube-system")
