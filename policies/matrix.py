@@ -268,43 +268,73 @@ def _np_union(policies: list[NetworkPolicy], direction: str, other: Side,
     return allowed
 
 
-def _subject_key(ps: PolicySet, subject: Peer, direction: str, port: int,
-                 protocol: str) -> object:
-    """Everything a direction vector depends on, so equal subjects share one computation."""
+def _subject_key(ps: PolicySet, subject: Peer, direction: str) -> object:
+    """Everything a direction vector depends on besides the port, so equal subjects share one
+    computation (for ingress, every named port: a rule's named port resolves on the subject)."""
     pod = subject.pod
     if pod is None:
         return None
     tiers = tuple(i for i, a in enumerate(ps.admin + ps.baseline) if subject_matches(a, subject))
     isolating = tuple(id(p) for p in ps.by_namespace.get(pod.namespace, [])
                       if selects(p, pod.labels, direction))
-    names = frozenset(c.name for c in pod.container_ports
-                      if c.name and c.container_port == port and c.protocol == protocol) \
-        if direction == INGRESS else None
+    names = tuple((c.name, c.container_port, c.protocol) for c in pod.container_ports
+                  if c.name) if direction == INGRESS else None
     return pod.namespace, tiers, isolating, names
+
+
+class ClassVerdicts:
+    """One policy set over fixed source and destination classes, for any port: which classes
+    share a direction vector is worked out once, so each port only evaluates the distinct
+    subjects (and only the destination columns asked for)."""
+
+    def __init__(self, ps: PolicySet, src: Side, dst: Side) -> None:
+        self.ps, self.src, self.dst = ps, src, dst
+        self._egress = _distinct(ps, src.peers, EGRESS)
+        self._ingress = _distinct(ps, dst.peers, INGRESS)
+
+    def matrix(self, port: int, protocol: str, columns: np.ndarray | None = None) -> np.ndarray:
+        """allowed[s, d] for every source class and the destination classes `columns` (all
+        when None); self and own-node exceptions not applied."""
+        cols = np.arange(len(self.dst.peers)) if columns is None else columns
+        firsts, of_src = self._egress
+        egress = np.stack([direction_vector(self.ps, self.src.peers[i], self.dst, EGRESS, port,
+                                            protocol, self.dst)[cols] for i in firsts]) \
+            if firsts else np.zeros((0, cols.size), dtype=bool)
+        firsts, of_dst = self._ingress
+        needed, inverse = np.unique(of_dst[cols], return_inverse=True)
+        # ingress vectors as columns (sources down), so the result is built row-contiguous
+        ingress = np.stack([direction_vector(self.ps, self.dst.peers[firsts[k]], self.src,
+                                             INGRESS, port, protocol) for k in needed],
+                           axis=1) if needed.size else np.zeros((len(self.src.peers), 0),
+                                                                dtype=bool)
+        return np.take(egress, of_src, axis=0) & np.take(ingress, inverse.reshape(-1), axis=1)
+
+
+def _distinct(ps: PolicySet, peers: list[Peer], direction: str) -> tuple[list[int], np.ndarray]:
+    """(first class of each distinct subject key, the key's number for every class)."""
+    numbers, firsts = first_seen([_subject_key(ps, peer, direction) for peer in peers])
+    return firsts, numbers
+
+
+def first_seen(keys: list) -> tuple[np.ndarray, list[int]]:
+    """(number of each key in order of first appearance, the first index of each number)."""
+    numbers: dict[object, int] = {}
+    firsts: list[int] = []
+    ids = np.empty(len(keys), dtype=np.int64)
+    for i, key in enumerate(keys):
+        k = numbers.get(key)
+        if k is None:
+            k = numbers[key] = len(firsts)
+            firsts.append(i)
+        ids[i] = k
+    return ids, firsts
 
 
 def class_matrix(ps: PolicySet, srcs: list[Peer], dsts: list[Peer], port: int,
                  protocol: str) -> np.ndarray:
     """allowed[s, d] for class representatives (self and own-node exceptions not applied)."""
-    src_side, dst_side = Side(srcs, ps), Side(dsts, ps)
-    egress = np.empty((len(srcs), len(dsts)), dtype=bool)
-    cache: dict[object, np.ndarray] = {}
-    for i, s in enumerate(srcs):
-        key = ("e", _subject_key(ps, s, EGRESS, port, protocol))
-        vec = cache.get(key)
-        if vec is None:
-            vec = cache[key] = direction_vector(ps, s, dst_side, EGRESS, port, protocol,
-                                                dst_side)
-        egress[i] = vec
-    ingress_t = np.empty((len(dsts), len(srcs)), dtype=bool)
-    for j, d in enumerate(dsts):
-        key = ("i", _subject_key(ps, d, INGRESS, port, protocol))
-        vec = cache.get(key)
-        if vec is None:
-            vec = cache[key] = direction_vector(ps, d, src_side, INGRESS, port, protocol)
-        ingress_t[j] = vec
-    egress &= ingress_t.T
-    return egress
+    return ClassVerdicts(ps, Side(srcs, ps), Side(dsts, ps)).matrix(port, protocol)
 
 
-__all__ = ["DENY", "Side", "class_matrix", "direction_vector"]
+__all__ = ["DENY", "ClassVerdicts", "Side", "class_matrix", "direction_vector",
+           "first_seen"]
