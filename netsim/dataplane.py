@@ -69,6 +69,11 @@ class Station:
     def fib(self) -> Fib:
         return self.namespace.fib()
 
+    @cached_property
+    def entry_texts(self) -> dict:
+        """Netfilter trace entries already formatted here, for the walk to reuse."""
+        return {}
+
     def addresses(self) -> tuple[str, ...]:
         return tuple(a.split("/")[0] for i in self.namespace.interfaces for a in i.addresses)
 

@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from cni.felix_text import MARK_ACCEPT as FELIX_ACCEPT_MARK
 from netsim.dataplane import EXTERNAL_NETNS, Dataplane, Station
 from netsim.netns import Route
 from netsim.packet import Outer, TracePacket
@@ -162,7 +163,8 @@ class Walker:
                                            c.original_dst[0] != c.netns) and \
                     (new.dst, new.dport) != (c.packet.dst, c.packet.dport):
                 nc = replace(nc, original_dst=(c.netns, c.packet.dst, c.packet.dport))
-            nc = self.hop(nc, "netfilter", _nf_action(hooks, b), _nf_detail(b), new,
+            nc = self.hop(nc, "netfilter", _nf_action(hooks, b),
+                          _nf_detail(b, st.entry_texts, fam), new,
                           interface=out_iface if hooks[0] in ("FORWARD", "OUTPUT",
                                                               "POSTROUTING") else None)
             out.append((nc, b))
@@ -641,15 +643,23 @@ def _nf_action(hooks: tuple[str, ...], b: netfilter.Branch) -> str:
     parts += ct_nat
     accepted_by = [e for e in b.trace if e.rule is not None and e.chain.startswith("cali-")
                    and e.rule.target is not None and e.rule.target.name == "MARK"
-                   and "0x10000" in e.rule.text]
+                   and e.rule.target.value & FELIX_ACCEPT_MARK]
     if b.verdict.kind == "ACCEPT" and accepted_by:
         parts.append(f"policy accept mark set in {accepted_by[-1].chain}")
     text = f"{hook}: {b.verdict.kind}"
     return text + (f" ({'; '.join(parts)})" if parts else "")
 
 
-def _nf_detail(b: netfilter.Branch) -> list[str]:
-    lines = [str(e) for e in b.trace]
+def _nf_detail(b: netfilter.Branch, texts: dict, fam: int) -> list[str]:
+    """The branch's trace entries as text; `texts` memoises them per station (a rule's text is
+    the same on every packet, and formatting it was a tenth of a walk)."""
+    lines = []
+    for e in b.trace:
+        key = (fam, e.table, e.chain, e.kind, e.number, e.policy)
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = str(e)
+        lines.append(text)
     if b.ct_state:
         lines.insert(0, f"conntrack: {b.ct_state}")
     lines += [f"note: {n}" for n in b.notes]
