@@ -10,10 +10,7 @@ own. Checks that are not connections a live probe can make are listed with the r
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from netsim.cluster import load_inputs
@@ -23,7 +20,7 @@ from netsim.dataplane import EXTERNAL_NETNS, Dataplane, build
 from netsim.errors import Source
 from netsim.live import probe, realize
 from netsim.live.plan import plan
-from netsim.live.suite import live
+from netsim.live.suite import live, run_on_copies
 from netsim.sources import RawDoc
 from netsim.trace_spec import resolve_source
 
@@ -131,9 +128,6 @@ def run_suite(prefix: str, *, only: tuple[str, ...] = (), copies: int = COPIES,
     suite = load_trace_suite(SUITE)
     cases = [c for c in suite.cases if not only or c.name in only]
     base_dp = case_dataplane(suite, Case("base", "", "", (), ()))
-    todo = deque(enumerate(cases))
-    lock, stop = threading.Lock(), threading.Event()
-    runs: dict[int, CaseRun] = {}
 
     def one(index: int, case: Case, state, base_plan) -> CaseRun:
         start = time.perf_counter()
@@ -149,21 +143,4 @@ def run_suite(prefix: str, *, only: tuple[str, ...] = (), copies: int = COPIES,
             own = True
         return CaseRun(case.name, tuple(checks), time.perf_counter() - start, own)
 
-    def worker(copy: int) -> None:
-        with live(base_dp, f"{prefix}-{copy}") as (state, base_plan):
-            while not stop.is_set():
-                with lock:
-                    if not todo:
-                        return
-                    index, case = todo.popleft()
-                runs[index] = one(index, case, state, base_plan)
-
-    with ThreadPoolExecutor(copies) as pool:
-        futures = [pool.submit(worker, i) for i in range(min(copies, len(cases)) or 1)]
-        try:
-            for f in futures:
-                f.result()
-        except BaseException:
-            stop.set()
-            raise
-    return [runs[i] for i in sorted(runs)]
+    return run_on_copies(base_dp, prefix, cases, copies, one)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from netsim.cluster import Cluster, load_inputs
 from netsim.conformance.base import base_objects
@@ -29,6 +30,7 @@ from netsim.live.state import LiveState
 from netsim.sources import RawDoc
 
 SUITE = "networkpolicy"
+C, R = TypeVar("C"), TypeVar("R")  # a suite's case, and what running it gives
 COPIES = 4  # live builds of the base cluster probed side by side
 
 
@@ -83,9 +85,18 @@ def run_suite(prefix: str, *, encapsulation: str = "None", only: Sequence[str] =
         cases = [c for c in cases if c.str("name") in only]
     sctp = sctp_supported()
     base = build(load_inputs([base_docs()], overrides=overrides))
+    return run_on_copies(base, prefix, cases, copies, lambda _, case, state, base_plan:
+                         run_case(case, state, base_plan, overrides, sctp, timeout))
+
+
+def run_on_copies(base: Dataplane, prefix: str, cases: Sequence[C], copies: int,
+                  run: Callable[[int, C, LiveState, LivePlan], R]) -> list[R]:
+    """`run(index, case, state, base_plan)` for every case, in case order: `copies` live
+    builds of `base` (prefixes `<prefix>-<i>`) take the cases from one queue. On any error
+    the other copies finish their case and are taken down."""
     todo = deque(enumerate(cases))
     lock, stop = threading.Lock(), threading.Event()
-    runs: dict[int, CaseRun] = {}
+    runs: dict[int, R] = {}
 
     def worker(copy: int) -> None:
         with live(base, f"{prefix}-{copy}") as (state, base_plan):
@@ -94,7 +105,7 @@ def run_suite(prefix: str, *, encapsulation: str = "None", only: Sequence[str] =
                     if not todo:
                         return
                     index, case = todo.popleft()
-                runs[index] = run_case(case, state, base_plan, overrides, sctp, timeout)
+                runs[index] = run(index, case, state, base_plan)
 
     with ThreadPoolExecutor(copies) as pool:
         futures = [pool.submit(worker, i) for i in range(min(copies, len(cases)) or 1)]
@@ -102,7 +113,7 @@ def run_suite(prefix: str, *, encapsulation: str = "None", only: Sequence[str] =
             for f in futures:
                 f.result()
         except BaseException:
-            stop.set()  # the others finish their case and take their copy down
+            stop.set()
             raise
     return [runs[i] for i in sorted(runs)]
 
