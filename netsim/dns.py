@@ -11,7 +11,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from netsim.dns_records import QTYPES, STATUSES, Answer, Record, answer
+from netsim.dns_records import QTYPES, STATUSES, Answer, Record, addresses, answer, rcode
 from netsim.dns_server import CoreDnsConfig, DnsPort, DnsService, dns_service
 from netsim.errors import InputError
 from netsim.model import DNS_POLICIES, Pod, PodDnsConfig
@@ -83,13 +83,11 @@ class Resolution:
 
     @property
     def rcode(self) -> str | None:
-        return {"answer": "NOERROR", "nodata": "NOERROR", "nxdomain": "NXDOMAIN"}.get(
-            self.status)
+        return rcode(self.status)
 
     @property
     def addresses(self) -> tuple[str, ...]:
-        """The A/AAAA addresses the name resolved to (after CNAMEs)."""
-        return tuple(r.data for r in self.records if r.type in ("A", "AAAA"))
+        return addresses(self.records)
 
     @property
     def ok(self) -> bool:

@@ -63,13 +63,21 @@ class Answer:
 
     @property
     def rcode(self) -> str | None:
-        """NOERROR or NXDOMAIN; None when forwarded (the upstream server decides)."""
-        return {"answer": "NOERROR", "nodata": "NOERROR", "nxdomain": "NXDOMAIN"}.get(
-            self.status)
+        return rcode(self.status)
 
     @property
     def addresses(self) -> tuple[str, ...]:
-        return tuple(r.data for r in self.records if r.type in ("A", "AAAA"))
+        return addresses(self.records)
+
+
+def rcode(status: str) -> str | None:
+    """NOERROR or NXDOMAIN; None when forwarded (the upstream server decides)."""
+    return {"answer": "NOERROR", "nodata": "NOERROR", "nxdomain": "NXDOMAIN"}.get(status)
+
+
+def addresses(records: tuple[Record, ...]) -> tuple[str, ...]:
+    """The A/AAAA data among records (the addresses a name resolved to, after CNAMEs)."""
+    return tuple(r.data for r in records if r.type in ("A", "AAAA"))
 
 
 @dataclass(frozen=True, slots=True)
