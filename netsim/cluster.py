@@ -16,6 +16,7 @@ from netsim.addressing import (
     address_services,
     choose_pools,
 )
+from netsim.dns_server import find_dns_service
 from netsim.endpoints import derive_slices
 from netsim.errors import InputError, Source
 from netsim.fields import FrozenDict
@@ -284,7 +285,7 @@ def _dns_addon(settings: Settings, pools: Any, pods: list[Pod], workloads: list[
                services: list[Service], nodes: list[Node], warnings: list[str]) -> list[Pod]:
     """kubeadm's CoreDNS addon where the manifests hold no DNS Service; returns its pods (the
     Service and Deployment are appended to `services` and `workloads`)."""
-    if not settings.dns_addon or dns_addon.has_dns_service(services):
+    if not settings.dns_addon or find_dns_service(services) is not None:
         return []
     taken = {ip for s in services for ip in s.cluster_ips}
     ip = dns_addon.dns_ip(str(pools.service[pools.families[0]]), taken)

@@ -24,14 +24,6 @@ IMAGE = "registry.k8s.io/coredns/coredns:v1.11.3"
 _PORTS = (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP"))
 
 
-def has_dns_service(services: list[Service]) -> bool:
-    """Whether the manifests hold the cluster DNS Service (by kubeadm's label or name)."""
-    key, value = DNS_LABEL
-    return any(s.namespace == DNS_NAMESPACE and (s.name == DNS_SERVICE_NAME
-                                                 or s.labels.get(key) == value)
-               for s in services)
-
-
 def has_dns_pods(pods: list[Pod], workloads: list[Workload]) -> bool:
     """Whether the manifests run CoreDNS (pods or a controller labelled k8s-app=kube-dns)."""
     key, value = DNS_LABEL

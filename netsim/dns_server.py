@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netsim.errors import InputError
@@ -108,7 +109,7 @@ def _dns_service(cluster) -> DnsService:
         notes.append(f"the Corefile's kubernetes block serves {', '.join(config.zones)} but "
                      f"the cluster domain (kubelet clusterDomain) is {domain}: names in pods' "
                      f"search list are forwarded upstream, not answered")
-    svc = find_dns_service(cluster)
+    svc = find_dns_service(cluster.services)
     if svc is not None:
         ports = tuple(DnsPort(p.name, p.port, p.protocol) for p in svc.ports
                       if p.port == DNS_PORT and p.protocol in (UDP, TCP))
@@ -145,13 +146,15 @@ def kubeadm_dns_ip(service_cidr: str) -> str:
     return str(net.network_address + KUBEADM_DNS_INDEX)
 
 
-def find_dns_service(cluster) -> Service | None:
+def find_dns_service(services: Iterable[Service]) -> Service | None:
     """kube-system's Service labelled k8s-app=kube-dns (kube-dns first), else by name."""
     key, value = DNS_LABEL
-    labelled = [s for s in cluster.services if s.namespace == DNS_NAMESPACE
-                and s.labels.get(key) == value and s.type != "ExternalName"]
-    labelled.sort(key=lambda s: (s.name != DNS_SERVICE_NAME, s.name))
-    return labelled[0] if labelled else cluster.service(DNS_NAMESPACE, DNS_SERVICE_NAME)
+    system = [s for s in services if s.namespace == DNS_NAMESPACE]
+    labelled = sorted((s for s in system if s.labels.get(key) == value
+                       and s.type != "ExternalName"),
+                      key=lambda s: (s.name != DNS_SERVICE_NAME, s.name))
+    named = [s for s in system if s.name == DNS_SERVICE_NAME]
+    return (labelled or named or [None])[0]
 
 
 def _endpoint_pods(cluster, svc: Service) -> tuple[str, ...]:
