@@ -65,12 +65,11 @@ def dns_reach(cluster: Cluster, pods: tuple[Pod, ...] | None = None,
 
 def _elsewhere(pod: Pod, conf) -> str:
     """Why a pod's queries do not go to the cluster DNS (so its policy does not matter here)."""
-    if not conf.nameservers:
-        why = "hostNetwork, dnsPolicy ClusterFirst" if pod.host_network and \
-            conf.dns_policy == "Default" and pod.spec.dns_policy != "Default" else \
-            f"dnsPolicy {conf.dns_policy}"
-        return f"{why}: the node's resolver"
-    return f"dnsConfig nameserver {conf.nameservers[0]}: not the cluster DNS"
+    if conf.nameservers:
+        return f"dnsConfig nameserver {conf.nameservers[0]}: not the cluster DNS"
+    if pod.host_network and pod.spec.dns_policy == "ClusterFirst":  # kubelet's fallback
+        return "hostNetwork, dnsPolicy ClusterFirst: the node's resolver"
+    return f"dnsPolicy {conf.dns_policy}: the node's resolver"
 
 
 def _reach(ps: PolicySet, pod: Pod, targets: list[Pod]) -> DnsReach:
